@@ -1,0 +1,122 @@
+"""Config -> Verilog + manifest.json: what ``ssmgen generate`` writes.
+
+The manifest is the contract between the generated RTL and everything that drives it (the cocotb
+testbench, the host driver): port names and widths, the bit layout of the stream payloads, the
+formats, cycles per timestep and latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from ..golden.quantized import QuantizedSSM, describe_formats
+from .ssm_layer import SSMLayer
+
+__all__ = ["GeneratedDesign", "generate", "model_hash", "write_atomically"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GeneratedDesign:
+    verilog_path: Path
+    manifest_path: Path
+    manifest: dict
+
+
+def model_hash(model: QuantizedSSM) -> str:
+    """SHA-256 over everything that determines the hardware's behaviour: shape, formats and
+    integer weights (not the float weights or file paths)."""
+    h = hashlib.sha256()
+    q = model.config.quant
+    h.update(json.dumps({"kind": model.kind, "channels": model.channels, "states": model.states,
+                         "lanes": model.config.hardware.lanes,
+                         "formats": describe_formats(model),
+                         "state_int_bits": model.state_int_bits.tolist(),
+                         "rounding": {k: str(getattr(q, k)) for k in ("state", "output")}},
+                        sort_keys=True).encode())
+    for name in ("abar_re", "abar_im", "bbar_re", "bbar_im", "c_re", "c_im", "d"):
+        h.update(np.ascontiguousarray(getattr(model, name), dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def write_atomically(path: Path, content: str | bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _payload_fields(model: QuantizedSSM) -> tuple[list, list]:
+    q = model.config.quant
+    wu, wy, H = q.input.format.width, q.output.format.width, model.channels
+    u_fields = [{"name": f"data[{h}]", "offset": h * wu, "width": wu, "signed": True}
+                for h in range(H)]
+    u_fields.append({"name": "start", "offset": H * wu, "width": 1, "signed": False})
+    y_fields = [{"name": f"[{h}]", "offset": h * wy, "width": wy, "signed": True} for h in range(H)]
+    return u_fields, y_fields
+
+
+def build_manifest(model: QuantizedSSM, layer: SSMLayer, verilog_name: str) -> dict:
+    q = model.config.quant
+    u_fields, y_fields = _payload_fields(model)
+    H = model.channels
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "generator": "ssmgen",
+        "top": model.config.name,
+        "verilog": verilog_name,
+        "model_hash": model_hash(model),
+        "model": {"kind": model.kind, "channels": H, "states": model.states,
+                  "modes_per_channel": model.config.model.modes_per_channel},
+        "hardware": {"lanes": layer.lanes,
+                     "complex_multipliers": model.config.hardware.complex_multipliers,
+                     "cycles_per_timestep": layer.cycles_per_timestep,
+                     "latency_cycles": layer.latency},
+        "formats": describe_formats(model),
+        "fractions": {"input": q.input.format.frac, "output": q.output.format.frac,
+                      "state": [int(f) for f in model.state_frac]},
+        "ports": {
+            "clk": {"direction": "in", "width": 1},
+            "rst": {"direction": "in", "width": 1, "note": "synchronous, active high"},
+            "u__payload": {"direction": "in", "width": H * q.input.format.width + 1,
+                           "fields": u_fields},
+            "u__valid": {"direction": "in", "width": 1},
+            "u__ready": {"direction": "out", "width": 1},
+            "y__payload": {"direction": "out", "width": H * q.output.format.width,
+                           "fields": y_fields},
+            "y__valid": {"direction": "out", "width": 1},
+            "y__ready": {"direction": "in", "width": 1},
+        },
+        "abar_corrected_poles": model.abar_corrected,
+        "saturated_weights": model.saturated_weights,
+    }
+
+
+def generate(model: QuantizedSSM, out_dir) -> GeneratedDesign:
+    """Write ``<name>.v`` and ``manifest.json`` into ``out_dir`` (created if needed)."""
+    out_dir = Path(out_dir)
+    layer = SSMLayer(model)
+    name = model.config.name
+    text = verilog.convert(layer, name=name, emit_src=False)
+    verilog_path = out_dir / f"{name}.v"
+    manifest = build_manifest(model, layer, verilog_path.name)
+    manifest_path = out_dir / "manifest.json"
+    write_atomically(verilog_path, text)
+    write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    return GeneratedDesign(verilog_path, manifest_path, manifest)

@@ -1,0 +1,145 @@
+"""The ``ssmgen`` command line: generate RTL, run a model on any engine, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, load_config
+from .golden.weights import WeightsError
+
+ENGINES = ("float", "golden", "rtl")
+
+
+def _progress(message: str) -> None:
+    print(f"[ssmgen] {message}", file=sys.stderr, flush=True)
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("ssmgen") / "default.toml"))
+
+
+def _load(config_path):
+    from .golden.quantized import load_model
+    return load_model(load_config(config_path))
+
+
+def cmd_generate(args) -> int:
+    from .hw.generate import generate
+    model = _load(args.config)
+    _progress(f"generating Verilog for {model.config.name} ...")
+    design = generate(model, args.output)
+    hw = design.manifest["hardware"]
+    print(f"wrote {design.verilog_path} and {design.manifest_path}")
+    print(f"lanes {hw['lanes']}: {hw['cycles_per_timestep']} cycle(s) per timestep, "
+          f"latency {hw['latency_cycles']} cycles")
+    return 0
+
+
+def _read_input(path, channels: int) -> np.ndarray:
+    try:
+        u = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--input {path}: cannot read a .npy array: {exc}") from None
+    if u.ndim != 3 or u.shape[2] != channels:
+        raise ValueError(f"--input {path}: must have shape (batch, time, H={channels}), "
+                         f"not {u.shape}")
+    if not np.issubdtype(u.dtype, np.number) or np.iscomplexobj(u):
+        raise ValueError(f"--input {path}: must hold real numbers, not dtype {u.dtype}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError(f"--input {path}: contains NaN or infinite values")
+    return u.astype(np.float64)
+
+
+def run_engine(model, u: np.ndarray, engine: str, *, simulator: str = "verilator",
+               build_dir: Path | None = None) -> np.ndarray:
+    """Float (batch, time, H) in real units -> outputs in real units on the chosen engine."""
+    from .golden import float_model
+    from .golden.integer_model import dequantize_output, quantize_input, run_integer
+    if engine == "float":
+        return float_model.run_recurrent(model.float_weights, u)
+    u_int = quantize_input(model, u)
+    if engine == "golden":
+        return dequantize_output(model, run_integer(model, u_int))
+    from .hw.generate import generate
+    from .sim.runner import simulate
+    with tempfile.TemporaryDirectory(prefix="ssmgen-rtl-") as tmp:
+        design = generate(model, build_dir or tmp)
+        _progress(f"simulating {design.verilog_path.name} with {simulator} "
+                  f"({u.shape[0]} x {u.shape[1]} timesteps) ...")
+        result = simulate(design.manifest_path, u_int, simulator=simulator)
+    return dequantize_output(model, result.outputs)
+
+
+def cmd_run(args) -> int:
+    from .hw.generate import write_atomically
+    model = _load(args.config)
+    u = _read_input(args.input, model.channels)
+    start = time.perf_counter()
+    y = run_engine(model, u, args.engine, simulator=args.sim)
+    elapsed = time.perf_counter() - start
+    buffer = io.BytesIO()
+    np.save(buffer, y)
+    write_atomically(Path(args.output), buffer.getvalue())
+    print(f"{args.engine}: {u.shape[0]} x {u.shape[1]} timesteps in {elapsed:.2f} s -> {args.output}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(args.config or default_config_path(), out_dir=Path(args.output),
+                    simulator=args.sim, seed=args.seed, batch=args.batch, steps=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssmgen", description="Generate verified FPGA accelerators for quantized diagonal "
+                                   "state-space models (S4D, S5).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write the Verilog and manifest.json for a config")
+    p.add_argument("config", help="quantization config (TOML)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="run a model on float (batch, time, H) inputs")
+    p.add_argument("config")
+    p.add_argument("-i", "--input", required=True, help=".npy, float (batch, time, H), real units")
+    p.add_argument("-o", "--output", required=True, help=".npy written with the same shape")
+    p.add_argument("--engine", choices=ENGINES, default="golden",
+                   help="float reference, golden integer model, or the generated RTL (cocotb)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")
+    p.add_argument("config", nargs="?", help="config (default: the built-in default)")
+    p.add_argument("-o", "--output", default="ssmgen-demo", help="folder for the RTL (default: %(default)s)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=64)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, WeightsError, ValueError) as exc:
+        print(f"ssmgen: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:   # SimulationError and toolchain failures
+        print(f"ssmgen: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

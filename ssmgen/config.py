@@ -1,0 +1,323 @@
+"""Quantization config: a TOML file naming the model shape, every component's fixed-point format,
+rounding and overflow, the hardware parallelism and where the weights come from.
+
+Reference (every key; see examples/ for complete files)::
+
+    name = "s5_small"                 # optional, used for the Verilog module name
+
+    [model]
+    kind = "s5"                       # "s4d" (SISO per channel) or "s5" (MIMO)
+    channels = 4                      # H: input and output channels
+    states = 8                        # s5: P complex states
+    # state_size = 8                  # s4d instead of states: N (even); N/2 complex modes per channel
+
+    [weights]
+    source = "random"                 # "random" (demo: S4D-Lin / S5 init + ZOH) or "file"
+    seed = 1                          # random only
+    # dt_min = 0.01, dt_max = 0.1     # random only: ZOH step range
+    # file = "weights.npz"            # file only: path relative to this config
+
+    [quant.defaults]                  # optional: inherited by components that omit these keys
+    rounding = "half_even"            # floor | half_up | half_even | toward_zero
+    overflow = "saturate"             # wrap | saturate
+
+    [quant.abar]                      # likewise bbar, c, d, input, state, output
+    format = "fixed<10,1>"            # fixed<W,I>: W bits, I integer bits incl. sign (ap_fixed)
+    rounding = "half_even"
+    overflow = "saturate"
+
+    [quant.state]
+    format = "fixed<16,4>"
+    int_bits = "auto"                 # optional per-mode formats: a list of P integers, or "auto"
+
+    [quant.state_acc]                 # accumulator of Abar x + Bbar u; output_acc: of Re(C x) + D u
+    format = "full"                   # full precision (default), or fixed<W,I> with rounding/overflow
+
+    [quant]
+    abar_stability = "correct"        # "correct" (pull poles inside the unit circle) or "reject"
+
+    [hardware]
+    lanes = 8                         # states updated per clock cycle; must divide the state count
+    complex_multipliers = 3           # real multipliers per complex product: 3 (Gauss) or 4
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .golden.fixedpoint import FixedFormat, Overflow, Quantizer, Rounding
+
+__all__ = ["ConfigError", "ModelShape", "QuantConfig", "HardwareConfig", "WeightsSource",
+           "SSMConfig", "load_config", "parse_config", "COMPONENTS"]
+
+#: Components with a plain fixed-point format.
+COMPONENTS = ("abar", "bbar", "c", "d", "input", "state", "output")
+ACCUMULATORS = ("state_acc", "output_acc")
+STABILITY_MODES = ("correct", "reject")
+
+
+class ConfigError(ValueError):
+    """A config value out of range; the message names the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    kind: str        #: "s4d" or "s5"
+    channels: int    #: H
+    states: int      #: P: complex states held in hardware (s4d: H * N/2)
+
+    @property
+    def modes_per_channel(self) -> int:
+        return self.states // self.channels if self.kind == "s4d" else self.states
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    abar: Quantizer
+    bbar: Quantizer
+    c: Quantizer
+    d: Quantizer
+    input: Quantizer
+    state: Quantizer
+    output: Quantizer
+    #: None: every state uses ``state.format``; "auto": integer bits per mode from a worst-case
+    #: bound (no overflow possible); a tuple: integer bits of each state.
+    state_int_bits: None | str | tuple[int, ...]
+    #: None means full precision (derived width, exact).
+    state_acc: Quantizer | None
+    output_acc: Quantizer | None
+    abar_stability: str
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    lanes: int
+    complex_multipliers: int
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    source: str                 #: "random" or "file"
+    seed: int = 0
+    dt_min: float = 0.01
+    dt_max: float = 0.1
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class SSMConfig:
+    name: str
+    model: ModelShape
+    quant: QuantConfig
+    hardware: HardwareConfig
+    weights: WeightsSource
+    source: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def cycles_per_timestep(self) -> int:
+        return self.model.states // self.hardware.lanes
+
+
+def _expect_table(value, where):
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, not {value!r}")
+    return value
+
+
+def _reject_unknown(table, allowed, where):
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(allowed))}")
+
+
+def _int(table, key, where, *, lo, hi=None, default=None):
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}.{key}: missing (an integer{_range_text(lo, hi)})")
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}.{key}: must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise ConfigError(f"{where}.{key}: {value} is out of range; allowed{_range_text(lo, hi)}")
+    return value
+
+
+def _range_text(lo, hi):
+    return f" {lo}..{hi}" if hi is not None else f" >= {lo}"
+
+
+def _choice(table, key, where, choices, default=None):
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}.{key}: missing; allowed: {', '.join(choices)}")
+    if value not in choices:
+        raise ConfigError(f"{where}.{key}: {value!r} is not allowed; allowed: {', '.join(choices)}")
+    return value
+
+
+def _format(value, where):
+    try:
+        return FixedFormat.parse(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _quantizer(table, where, defaults):
+    _reject_unknown(table, ("format", "rounding", "overflow", "int_bits"), where)
+    if "format" not in table:
+        raise ConfigError(f"{where}.format: missing (e.g. \"fixed<8,1>\")")
+    fmt = _format(table["format"], f"{where}.format")
+    rounding = _choice(table, "rounding", where, [r.value for r in Rounding], defaults.get("rounding"))
+    overflow = _choice(table, "overflow", where, [o.value for o in Overflow], defaults.get("overflow"))
+    return Quantizer(fmt, Rounding(rounding), Overflow(overflow))
+
+
+def _model(table) -> ModelShape:
+    where = "model"
+    _reject_unknown(table, ("kind", "channels", "states", "state_size"), where)
+    kind = _choice(table, "kind", where, ("s4d", "s5"))
+    channels = _int(table, "channels", where, lo=1, hi=4096)
+    if kind == "s5":
+        if "state_size" in table:
+            raise ConfigError("model.state_size: is for s4d; an s5 model gives model.states (P)")
+        states = _int(table, "states", where, lo=1, hi=65536)
+    else:
+        if "states" in table:
+            raise ConfigError("model.states: is for s5; an s4d model gives model.state_size "
+                              "(N, even: N/2 complex modes per channel)")
+        n = _int(table, "state_size", where, lo=2, hi=4096)
+        if n % 2:
+            raise ConfigError(f"model.state_size: must be even (N/2 complex modes), not {n}")
+        states = channels * (n // 2)
+    return ModelShape(kind, channels, states)
+
+
+def _state_int_bits(value, model, state_fmt):
+    where = "quant.state.int_bits"
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, list):
+        if len(value) != model.states:
+            raise ConfigError(f"{where}: needs one entry per state ({model.states}), "
+                              f"not {len(value)}")
+        checked = []
+        for index, bits in enumerate(value):
+            if isinstance(bits, bool) or not isinstance(bits, int):
+                raise ConfigError(f"{where}[{index}]: must be an integer, not {bits!r}")
+            try:
+                state_fmt.with_int_bits(bits)
+            except ValueError as exc:
+                raise ConfigError(f"{where}[{index}]: {exc}") from None
+            checked.append(bits)
+        return tuple(checked)
+    raise ConfigError(f"{where}: must be \"auto\" or a list of {model.states} integers, "
+                      f"not {value!r}")
+
+
+def _quant(table, model) -> QuantConfig:
+    where = "quant"
+    _reject_unknown(table, (*COMPONENTS, *ACCUMULATORS, "defaults", "abar_stability"), where)
+    defaults = _expect_table(table.get("defaults", {}), "quant.defaults")
+    _reject_unknown(defaults, ("rounding", "overflow"), "quant.defaults")
+    for key, choices in (("rounding", [r.value for r in Rounding]), ("overflow", [o.value for o in Overflow])):
+        if key in defaults:   # checked here so that a bad default names quant.defaults
+            _choice(defaults, key, "quant.defaults", choices)
+    quantizers = {}
+    for name in COMPONENTS:
+        if name not in table:
+            raise ConfigError(f"quant.{name}: missing; every component needs a format "
+                              f"(components: {', '.join(COMPONENTS)})")
+        sub = _expect_table(table[name], f"quant.{name}")
+        if "int_bits" in sub and name != "state":
+            raise ConfigError(f"quant.{name}.int_bits: per-mode formats exist only for the state")
+        quantizers[name] = _quantizer(sub, f"quant.{name}", defaults)
+    state_int_bits = _state_int_bits(table["state"].get("int_bits"), model, quantizers["state"].format)
+    accs = {}
+    for name in ACCUMULATORS:
+        sub = _expect_table(table.get(name, {"format": "full"}), f"quant.{name}")
+        if sub.get("format", "full") == "full":
+            _reject_unknown(sub, ("format",), f"quant.{name}")
+            accs[name] = None
+        else:
+            accs[name] = _quantizer(sub, f"quant.{name}", defaults)
+            if "int_bits" in sub:
+                raise ConfigError(f"quant.{name}.int_bits: per-mode formats exist only for the state")
+    stability = _choice(table, "abar_stability", where, STABILITY_MODES, "correct")
+    return QuantConfig(**quantizers, state_int_bits=state_int_bits, abar_stability=stability, **accs)
+
+
+def _hardware(table, model) -> HardwareConfig:
+    where = "hardware"
+    _reject_unknown(table, ("lanes", "complex_multipliers"), where)
+    lanes = _int(table, "lanes", where, lo=1, hi=model.states, default=model.states)
+    if model.states % lanes:
+        divisors = [d for d in range(1, model.states + 1) if model.states % d == 0]
+        raise ConfigError(f"hardware.lanes: must divide the state count {model.states}, not "
+                          f"{lanes}; allowed: {', '.join(map(str, divisors))}")
+    mults = table.get("complex_multipliers", 3)
+    if isinstance(mults, bool) or not isinstance(mults, int) or mults not in (3, 4):
+        raise ConfigError(f"hardware.complex_multipliers: must be 3 or 4, not {mults!r}")
+    return HardwareConfig(lanes, mults)
+
+
+def _weights(table, base_dir) -> WeightsSource:
+    where = "weights"
+    source = _choice(table, "source", where, ("random", "file"))
+    if source == "random":
+        _reject_unknown(table, ("source", "seed", "dt_min", "dt_max"), where)
+        seed = _int(table, "seed", where, lo=0, default=0)
+        dt = []
+        for key, default in (("dt_min", 0.01), ("dt_max", 0.1)):
+            value = table.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"weights.{key}: must be a positive number, not {value!r}")
+            dt.append(float(value))
+        if dt[0] > dt[1]:
+            raise ConfigError(f"weights.dt_min: {dt[0]} must not exceed weights.dt_max {dt[1]}")
+        return WeightsSource("random", seed=seed, dt_min=dt[0], dt_max=dt[1])
+    _reject_unknown(table, ("source", "file"), where)
+    if not isinstance(table.get("file"), str):
+        raise ConfigError("weights.file: missing (path of a .npz, relative to the config file)")
+    return WeightsSource("file", path=(base_dir / table["file"]))
+
+
+def parse_config(data: dict, *, base_dir: Path | str = ".", default_name: str = "ssm") -> SSMConfig:
+    """Validate a config already read into a dict (TOML structure)."""
+    _expect_table(data, "config")
+    _reject_unknown(data, ("name", "model", "weights", "quant", "hardware"), "config")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"name: must be an identifier (letters, digits, _), not {name!r}")
+    for section in ("model", "weights", "quant"):
+        if section not in data:
+            raise ConfigError(f"[{section}]: missing section")
+    model = _model(_expect_table(data["model"], "model"))
+    quant = _quant(_expect_table(data["quant"], "quant"), model)
+    hardware = _hardware(_expect_table(data.get("hardware", {}), "hardware"), model)
+    weights = _weights(_expect_table(data["weights"], "weights"), Path(base_dir))
+    return SSMConfig(name, model, quant, hardware, weights, source=data)
+
+
+def load_config(path) -> SSMConfig:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.parent, default_name=_identifier(path.stem))
+
+
+def _identifier(stem: str) -> str:
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in stem)
+    return name if name.isidentifier() else f"ssm_{name}"
