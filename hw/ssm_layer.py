@@ -97,6 +97,16 @@ class SSMLayer(wiring.Component):
         m.d.comb += selected.eq(Cat(*words).word_select(index, shape.width))
         return selected
 
+    @staticmethod
+    def _wire(m, value, name):
+        """Name a value through a signal. Amaranth does not share a Python expression used in
+        several places, so every reuse of a large one (a product feeding the rounding logic,
+        which reads its input several times) would copy it in the netlist."""
+        value = Value.cast(value)
+        wire = Signal(value.shape(), name=name)
+        m.d.comb += wire.eq(value)
+        return wire
+
     def _rom(self, m, values, width: int, group, name):
         """Per-group constant: a Const when there is one group, else a ROM indexed by group."""
         consts = [Const(int(v), signed(width)) for v in values]
@@ -174,10 +184,12 @@ class SSMLayer(wiring.Component):
                 return self._rom(m, values, width, group, f"lane{lane}_{what}")
 
             # Previous state (zero at the start of a sequence).
-            xr = Mux(start, 0, self._select(m, [x_re[p] for p in states], group, signed(wx),
-                                            f"lane{lane}_xprev_re"))
-            xi = Mux(start, 0, self._select(m, [x_im[p] for p in states], group, signed(wx),
-                                            f"lane{lane}_xprev_im"))
+            xr = self._wire(m, Mux(start, 0, self._select(m, [x_re[p] for p in states], group,
+                                                          signed(wx), f"lane{lane}_xprev_re")),
+                            f"lane{lane}_x_re")
+            xi = self._wire(m, Mux(start, 0, self._select(m, [x_im[p] for p in states], group,
+                                                          signed(wx), f"lane{lane}_xprev_im")),
+                            f"lane{lane}_x_im")
 
             # Abar * x, exact; 3 real multipliers (Gauss) or 4.
             ar = rom(model.abar_re[states], wa, "abar_re")
@@ -185,12 +197,14 @@ class SSMLayer(wiring.Component):
             if model.config.hardware.complex_multipliers == 3:
                 a_sum = rom(model.abar_re[states] + model.abar_im[states], wa + 1, "abar_sum")
                 a_dif = rom(model.abar_im[states] - model.abar_re[states], wa + 1, "abar_dif")
-                k1 = ar * (xr + xi)
+                k1 = self._wire(m, ar * (xr + xi), f"lane{lane}_k1")
                 ax_re = k1 - xi * a_sum
                 ax_im = k1 + xr * a_dif
             else:
                 ax_re = ar * xr - ai * xi
                 ax_im = ar * xi + ai * xr
+            ax_re = self._wire(m, ax_re, f"lane{lane}_ax_re")
+            ax_im = self._wire(m, ax_im, f"lane{lane}_ax_im")
 
             # Bbar * u terms (complex x real), each a term of the state accumulator.
             if model.kind == "s4d":
@@ -205,13 +219,16 @@ class SSMLayer(wiring.Component):
             else:
                 b_terms = [(rom(model.bbar_re[states, h], wb, f"bbar{h}_re") * u[h],
                             rom(model.bbar_im[states, h], wb, f"bbar{h}_im") * u[h]) for h in range(H)]
-            bu = [sum(self._acc_term(state_plan, t[part], fb + fu) for t in b_terms)
-                  for part in (0, 1)]
+            bu = [self._wire(m, sum(self._acc_term(state_plan, self._wire(m, t[part], f"lane{lane}_bu_term"),
+                                                       fb + fu) for t in b_terms),
+                             f"lane{lane}_bu_{name}")
+                  for part, name in ((0, "re"), (1, "im"))]
 
             def new_state(ax, bu_part, part):
                 def build(fx):
-                    total = self._acc_term(state_plan, ax, fa + fx) + bu_part
-                    acc = self._acc_result(state_plan, total)
+                    total = self._wire(m, self._acc_term(state_plan, ax, fa + fx) + bu_part,
+                                       f"lane{lane}_acc_{part}")
+                    acc = self._wire(m, self._acc_result(state_plan, total), f"lane{lane}_sum_{part}")
                     return requantize(acc, state_plan.frac, q.state, to_frac=fx)
                 return self._per_class(m, lane, group, build, f"lane{lane}_xq_{part}")
 
@@ -229,8 +246,9 @@ class SSMLayer(wiring.Component):
 
             # Output terms Re(C x_new) for the channels this lane's states feed.
             def c_term(c_re_vals, c_im_vals, what):
-                product = (rom(c_re_vals, wc, f"{what}_re") * xn_re
-                           - rom(c_im_vals, wc, f"{what}_im") * xn_im)
+                product = self._wire(m, rom(c_re_vals, wc, f"{what}_re") * xn_re
+                                     - rom(c_im_vals, wc, f"{what}_im") * xn_im,
+                                     f"lane{lane}_{what}_x")
                 return self._per_class(m, lane, group,
                                        lambda fx: self._acc_term(out_plan, product, fc + fx),
                                        f"lane{lane}_{what}_term")
@@ -259,7 +277,8 @@ class SSMLayer(wiring.Component):
                 running = Mux(group == 0, d_term, partial) + sum(contributions[h])
                 with m.If(step):
                     m.d.sync += partial.eq(running)
-            acc = self._acc_result(out_plan, running)
+            running = self._wire(m, running, f"y{h}_running")
+            acc = self._wire(m, self._acc_result(out_plan, running), f"y{h}_sum")
             m.d.comb += y_next[h].eq(requantize(acc, out_plan.frac, q.output))
 
         with m.If(step & last):

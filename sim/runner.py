@@ -7,6 +7,8 @@ design skips the (Verilator: ~15 s) compile.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -120,17 +122,22 @@ def simulate(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | None =
         env["OBJCACHE"] = "ccache"
     build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
     timescale = ("1ns", "1ps")
-    with _patched_environ(env):
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with _patched_environ(env), _build_lock(build_dir):
         runner = get_runner(simulator)
-        build_dir.mkdir(parents=True, exist_ok=True)
+        build = dict(sources=[verilog_path], hdl_toplevel=manifest["top"], build_dir=build_dir,
+                     build_args=build_args, timescale=timescale, verbose=verbose,
+                     log_file=None if verbose else build_dir / "build.log")
         try:
-            runner.build(sources=[verilog_path], hdl_toplevel=manifest["top"],
-                         build_dir=build_dir, build_args=build_args, timescale=timescale,
-                         always=False, verbose=verbose,
-                         log_file=build_dir / "build.log" if not verbose else None)
-        except (SystemExit, Exception) as exc:
-            raise SimulationError(f"{simulator} build of {verilog_path.name} failed "
-                                  f"(log: {build_dir / 'build.log'}): {exc}") from None
+            runner.build(always=False, **build)
+        except (SystemExit, Exception):
+            # A build interrupted earlier (or a rare parallel-make hiccup seen under heavy load)
+            # can leave a broken tree behind: rebuild once from scratch before giving up.
+            try:
+                runner.build(always=True, clean=True, **build)
+            except (SystemExit, Exception) as exc:
+                raise SimulationError(f"{simulator} build of {verilog_path.name} failed: {exc}\n"
+                                      f"{_tail(build_dir / 'build.log')}") from None
         with tempfile.TemporaryDirectory(prefix="ssmgen-sim-") as tmp:
             tmp = Path(tmp)
             np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.int64))
@@ -164,6 +171,17 @@ def simulate(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | None =
                 raise SimulationError(f"testbench failed under {simulator} (seed {seed}):\n"
                                       f"{_tail(log)}")
     return result
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path):
+    """Serialize processes (pytest workers, parallel CLI runs) that build/run the same design."""
+    with open(build_dir.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _tail(log: Path, lines: int = 40) -> str:
