@@ -19,6 +19,8 @@ the same cycle the last group completes, so G cycles per timestep are sustained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -145,16 +147,23 @@ class SSMLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        model, q = self.model, self.model.config.quant
-        H, L, G = model.channels, self.lanes, self.groups
-        wx = q.state.format.width
-        fa, fb, fc, fd, fu = (q.abar.format.frac, q.bbar.format.frac, q.c.format.frac,
-                              q.d.format.frac, q.input.format.frac)
-        wa, wb, wc, wd = (q.abar.format.width, q.bbar.format.width, q.c.format.width,
-                          q.d.format.width)
+        ctl = self._control(m)
+        wx = self.model.config.quant.state.format.width
+        x_re = [Signal(signed(wx), name=f"x{p}_re") for p in range(self.model.states)]
+        x_im = [Signal(signed(wx), name=f"x{p}_im") for p in range(self.model.states)]
+        contributions = [[] for _ in range(self.model.channels)]   # per output: one term per lane
+        for lane in range(self.lanes):
+            lane_ctx = _Lane(self, m, lane, ctl)
+            x_new = self._state_update(lane_ctx, x_re, x_im)
+            for h, term in self._output_terms(lane_ctx, x_new):
+                contributions[h].append(term)
+        self._output(m, ctl, contributions)
+        return m
 
-        # Control: latched input beat, group counter, output register.
-        u_data = Signal(data.ArrayLayout(signed(q.input.format.width), H))
+    def _control(self, m) -> "_Control":
+        """Input latch, group counter and the step condition (see the module docstring)."""
+        q, G = self.model.config.quant, self.groups
+        u_data = Signal(data.ArrayLayout(signed(q.input.format.width), self.model.channels))
         start = Signal()
         busy = Signal()
         group = Signal(range(G)) if G > 1 else Const(0, 1)
@@ -170,119 +179,145 @@ class SSMLayer(wiring.Component):
         if G > 1:
             with m.If(step):
                 m.d.sync += group.eq(Mux(last, 0, group + 1))
-        u = [u_data[h] for h in range(H)]
+        u = [u_data[h] for h in range(self.model.channels)]
+        return _Control(u=u, start=start, group=group, last=last, step=step)
 
-        x_re = [Signal(signed(wx), name=f"x{p}_re") for p in range(model.states)]
-        x_im = [Signal(signed(wx), name=f"x{p}_im") for p in range(model.states)]
-        state_plan, out_plan = model.state_acc, model.output_acc
+    def _state_update(self, lane: "_Lane", x_re, x_im):
+        """x_p = Q_state(ACC(Abar_p x_p + sum_h Bbar_p,h u_h)) for the lane's current state;
+        writes it back on ``step`` and returns it (re, im)."""
+        m, model, q, ctl = lane.m, self.model, self.model.config.quant, lane.ctl
+        states, plan = lane.states, model.state_acc
+        wx, wa, wb = q.state.format.width, q.abar.format.width, q.bbar.format.width
+        fa, fb, fu = q.abar.format.frac, q.bbar.format.frac, q.input.format.frac
 
-        contributions = [[] for _ in range(H)]   # per output channel: terms from each lane
-        for lane in range(L):
-            states = self._states_of_lane(lane)
+        # Previous state (zero at the start of a sequence).
+        xr, xi = (lane.wire(Mux(ctl.start, 0, self._select(m, [x[p] for p in states], ctl.group,
+                                                             signed(wx), lane.name(f"x_stored_{part}"))),
+                            f"x_prev_{part}")
+                  for x, part in ((x_re, "re"), (x_im, "im")))
 
-            def rom(values, width, what):
-                return self._rom(m, values, width, group, f"lane{lane}_{what}")
+        # Abar * x, exact; 3 real multipliers (Gauss) or 4.
+        ar = lane.rom(model.abar_re[states], wa, "abar_re")
+        ai = lane.rom(model.abar_im[states], wa, "abar_im")
+        if model.config.hardware.complex_multipliers == 3:
+            a_sum = lane.rom(model.abar_re[states] + model.abar_im[states], wa + 1, "abar_sum")
+            a_dif = lane.rom(model.abar_im[states] - model.abar_re[states], wa + 1, "abar_dif")
+            k1 = lane.wire(ar * (xr + xi), "k1")
+            ax = (lane.wire(k1 - xi * a_sum, "ax_re"), lane.wire(k1 + xr * a_dif, "ax_im"))
+        else:
+            ax = (lane.wire(ar * xr - ai * xi, "ax_re"), lane.wire(ar * xi + ai * xr, "ax_im"))
 
-            # Previous state (zero at the start of a sequence).
-            xr = self._wire(m, Mux(start, 0, self._select(m, [x_re[p] for p in states], group,
-                                                          signed(wx), f"lane{lane}_xprev_re")),
-                            f"lane{lane}_x_re")
-            xi = self._wire(m, Mux(start, 0, self._select(m, [x_im[p] for p in states], group,
-                                                          signed(wx), f"lane{lane}_xprev_im")),
-                            f"lane{lane}_x_im")
+        # Bbar * u (complex x real): one term per input channel feeding the state.
+        if model.kind == "s4d":
+            u_sel = self._lane_input(lane)
+            b_terms = [(lane.rom(model.bbar_re[states], wb, "bbar_re") * u_sel,
+                        lane.rom(model.bbar_im[states], wb, "bbar_im") * u_sel)]
+        else:
+            b_terms = [(lane.rom(model.bbar_re[states, h], wb, f"bbar{h}_re") * ctl.u[h],
+                        lane.rom(model.bbar_im[states, h], wb, f"bbar{h}_im") * ctl.u[h])
+                       for h in range(model.channels)]
 
-            # Abar * x, exact; 3 real multipliers (Gauss) or 4.
-            ar = rom(model.abar_re[states], wa, "abar_re")
-            ai = rom(model.abar_im[states], wa, "abar_im")
-            if model.config.hardware.complex_multipliers == 3:
-                a_sum = rom(model.abar_re[states] + model.abar_im[states], wa + 1, "abar_sum")
-                a_dif = rom(model.abar_im[states] - model.abar_re[states], wa + 1, "abar_dif")
-                k1 = self._wire(m, ar * (xr + xi), f"lane{lane}_k1")
-                ax_re = k1 - xi * a_sum
-                ax_im = k1 + xr * a_dif
-            else:
-                ax_re = ar * xr - ai * xi
-                ax_im = ar * xi + ai * xr
-            ax_re = self._wire(m, ax_re, f"lane{lane}_ax_re")
-            ax_im = self._wire(m, ax_im, f"lane{lane}_ax_im")
+        x_new = []
+        for index, part in enumerate(("re", "im")):
+            bu = lane.wire(sum(self._acc_term(plan, lane.wire(t[index], f"bu_term_{part}"), fb + fu)
+                               for t in b_terms), f"bu_{part}")
 
-            # Bbar * u terms (complex x real), each a term of the state accumulator.
-            if model.kind == "s4d":
-                channel_rom = [int(model.channel[p]) for p in states]
-                if len(set(channel_rom)) == 1:
-                    u_sel = u[channel_rom[0]]
-                else:
-                    index = self._rom_unsigned(m, channel_rom, group, f"lane{lane}_channel")
-                    u_sel = self._select(m, u, index, signed(q.input.format.width), f"lane{lane}_u")
-                b_terms = [(rom(model.bbar_re[states], wb, "bbar_re") * u_sel,
-                            rom(model.bbar_im[states], wb, "bbar_im") * u_sel)]
-            else:
-                b_terms = [(rom(model.bbar_re[states, h], wb, f"bbar{h}_re") * u[h],
-                            rom(model.bbar_im[states, h], wb, f"bbar{h}_im") * u[h]) for h in range(H)]
-            bu = [self._wire(m, sum(self._acc_term(state_plan, self._wire(m, t[part], f"lane{lane}_bu_term"),
-                                                       fb + fu) for t in b_terms),
-                             f"lane{lane}_bu_{name}")
-                  for part, name in ((0, "re"), (1, "im"))]
+            def build(fx, index=index, part=part, bu=bu):
+                total = lane.wire(self._acc_term(plan, ax[index], fa + fx) + bu, f"acc_{part}")
+                acc = lane.wire(self._acc_result(plan, total), f"acc_result_{part}")
+                return requantize(acc, plan.frac, q.state, to_frac=fx)
+            x = Signal(signed(wx), name=lane.name(f"x_new_{part}"))
+            m.d.comb += x.eq(self._per_class(m, lane.index, ctl.group, build, lane.name(f"xq_{part}")))
+            x_new.append(x)
 
-            def new_state(ax, bu_part, part):
-                def build(fx):
-                    total = self._wire(m, self._acc_term(state_plan, ax, fa + fx) + bu_part,
-                                       f"lane{lane}_acc_{part}")
-                    acc = self._wire(m, self._acc_result(state_plan, total), f"lane{lane}_sum_{part}")
-                    return requantize(acc, state_plan.frac, q.state, to_frac=fx)
-                return self._per_class(m, lane, group, build, f"lane{lane}_xq_{part}")
+        stored = (x_re, x_im)
+        with m.If(ctl.step):
+            for g, p in enumerate(states):
+                with m.If(ctl.group == g):
+                    m.d.sync += [stored[0][p].eq(x_new[0]), stored[1][p].eq(x_new[1])]
+        return x_new
 
-            xn_re = Signal(signed(wx), name=f"lane{lane}_x_re")
-            xn_im = Signal(signed(wx), name=f"lane{lane}_x_im")
-            m.d.comb += [xn_re.eq(new_state(ax_re, bu[0], "re")),
-                         xn_im.eq(new_state(ax_im, bu[1], "im"))]
-            with m.If(step):
-                if G == 1:
-                    m.d.sync += [x_re[states[0]].eq(xn_re), x_im[states[0]].eq(xn_im)]
-                else:
-                    for g, p in enumerate(states):
-                        with m.If(group == g):
-                            m.d.sync += [x_re[p].eq(xn_re), x_im[p].eq(xn_im)]
+    def _lane_input(self, lane: "_Lane"):
+        """s4d: the input channel of the lane's current state."""
+        channels = [int(self.model.channel[p]) for p in lane.states]
+        if len(set(channels)) == 1:
+            return lane.ctl.u[channels[0]]
+        index = self._rom_unsigned(lane.m, channels, lane.ctl.group, lane.name("channel"))
+        width = self.model.config.quant.input.format.width
+        return self._select(lane.m, lane.ctl.u, index, signed(width), lane.name("u"))
 
-            # Output terms Re(C x_new) for the channels this lane's states feed.
-            def c_term(c_re_vals, c_im_vals, what):
-                product = self._wire(m, rom(c_re_vals, wc, f"{what}_re") * xn_re
-                                     - rom(c_im_vals, wc, f"{what}_im") * xn_im,
-                                     f"lane{lane}_{what}_x")
-                return self._per_class(m, lane, group,
-                                       lambda fx: self._acc_term(out_plan, product, fc + fx),
-                                       f"lane{lane}_{what}_term")
-            if model.kind == "s4d":
-                term = c_term(model.c_re[states], model.c_im[states], "c")
-                channel_rom = [int(model.channel[p]) for p in states]
-                for h in sorted(set(channel_rom)):
-                    if len(set(channel_rom)) == 1:
-                        contributions[h].append(term)
-                    else:
-                        mine = self._rom_unsigned(m, [int(c == h) for c in channel_rom], group,
-                                                  f"lane{lane}_feeds_y{h}")
-                        contributions[h].append(Mux(mine, term, 0))
-            else:
-                for h in range(H):
-                    contributions[h].append(c_term(model.c_re[h, states], model.c_im[h, states], f"c{h}"))
+    def _output_terms(self, lane: "_Lane", x_new):
+        """Terms Re(C_h,p x_p) of the lane's current state, as (output channel, term) pairs,
+        already aligned/requantized into the output accumulator."""
+        model, q, states = self.model, self.model.config.quant, lane.states
+        wc, fc, plan = q.c.format.width, q.c.format.frac, model.output_acc
+        xn_re, xn_im = x_new
 
-        # Output accumulation across groups; the D u term seeds the sum at group 0.
+        def c_term(c_re_vals, c_im_vals, what):
+            product = lane.wire(lane.rom(c_re_vals, wc, f"{what}_re") * xn_re
+                                - lane.rom(c_im_vals, wc, f"{what}_im") * xn_im, f"{what}_x")
+            return self._per_class(lane.m, lane.index, lane.ctl.group,
+                                   lambda fx: self._acc_term(plan, product, fc + fx),
+                                   lane.name(f"{what}_term"))
+
+        if model.kind == "s5":
+            return [(h, c_term(model.c_re[h, states], model.c_im[h, states], f"c{h}"))
+                    for h in range(model.channels)]
+        term = c_term(model.c_re[states], model.c_im[states], "c")
+        channels = [int(model.channel[p]) for p in states]
+        if len(set(channels)) == 1:
+            return [(channels[0], term)]
+        # The lane's states belong to several channels: gate the term per channel.
+        return [(h, Mux(self._rom_unsigned(lane.m, [int(c == h) for c in channels], lane.ctl.group,
+                                           lane.name(f"feeds_y{h}")), term, 0))
+                for h in sorted(set(channels))]
+
+    def _output(self, m, ctl: "_Control", contributions):
+        """Sum the lanes' terms across groups (D u seeds the sum at group 0), then
+        y_h = Q_output(ACC(...)) into the output register at the end of the last group."""
+        model, q, plan = self.model, self.model.config.quant, self.model.output_acc
+        fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
         y_next = Signal(output_layout(model))
-        for h in range(H):
-            d_term = self._acc_term(out_plan, Const(int(model.d[h]), signed(wd)) * u[h], fd + fu)
-            if G == 1:
+        for h in range(model.channels):
+            d_term = self._acc_term(plan, Const(int(model.d[h]), signed(wd)) * ctl.u[h], fd + fu)
+            if self.groups == 1:
                 running = d_term + sum(contributions[h])
             else:
-                partial = Signal(signed(out_plan.sum_bits), name=f"y{h}_partial")
-                running = Mux(group == 0, d_term, partial) + sum(contributions[h])
-                with m.If(step):
+                partial = Signal(signed(plan.sum_bits), name=f"y{h}_partial")
+                running = Mux(ctl.group == 0, d_term, partial) + sum(contributions[h])
+                with m.If(ctl.step):
                     m.d.sync += partial.eq(running)
             running = self._wire(m, running, f"y{h}_running")
-            acc = self._wire(m, self._acc_result(out_plan, running), f"y{h}_sum")
-            m.d.comb += y_next[h].eq(requantize(acc, out_plan.frac, q.output))
+            acc = self._wire(m, self._acc_result(plan, running), f"y{h}_sum")
+            m.d.comb += y_next[h].eq(requantize(acc, plan.frac, q.output))
 
-        with m.If(step & last):
+        with m.If(ctl.step & ctl.last):
             m.d.sync += [self.y.payload.eq(y_next), self.y.valid.eq(1)]
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
-        return m
+
+
+@dataclass(frozen=True)
+class _Control:
+    u: list            #: latched input samples, signed(W_input) each
+    start: Value       #: the latched beat starts a new sequence
+    group: Value       #: group being updated this cycle
+    last: Value        #: it is the last group of the timestep
+    step: Value        #: the sweep advances this cycle
+
+
+class _Lane:
+    """One lane's view while elaborating: its states, its name prefix, and helpers bound to it."""
+
+    def __init__(self, layer: SSMLayer, m: Module, index: int, ctl: _Control):
+        self.layer, self.m, self.index, self.ctl = layer, m, index, ctl
+        self.states = layer._states_of_lane(index)
+
+    def name(self, what: str) -> str:
+        return f"lane{self.index}_{what}"
+
+    def wire(self, value, what: str):
+        return self.layer._wire(self.m, value, self.name(what))
+
+    def rom(self, values, width: int, what: str):
+        return self.layer._rom(self.m, values, width, self.ctl.group, self.name(what))
