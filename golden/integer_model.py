@@ -13,7 +13,7 @@ import numpy as np
 from .fixedpoint import apply_overflow, quantize_float, requantize, to_float
 from .quantized import AccumulatorPlan, QuantizedSSM
 
-__all__ = ["quantize_input", "dequantize_output", "run_integer", "run_quantized"]
+__all__ = ["quantize_input", "dequantize_output", "step", "run_integer", "run_quantized"]
 
 
 def quantize_input(model: QuantizedSSM, u) -> np.ndarray:
@@ -99,6 +99,14 @@ def _output(model: QuantizedSSM, xr, xi, u):
     return requantize(acc.result(), model.output_acc.frac, q.output)
 
 
+def step(model: QuantizedSSM, xr, xi, u):
+    """One timestep for a batch: state (re, im) int64 (batch, P) and inputs int64 (batch, H) ->
+    (new re, new im, outputs int64 (batch, H)). For callers that keep the state between calls
+    (the protocol's reference device); ``run_integer`` loops over it."""
+    xr, xi = _state_update(model, xr, xi, u)
+    return xr, xi, _output(model, xr, xi, u)
+
+
 def run_integer(model: QuantizedSSM, u_int, *, return_states: bool = False):
     """Run the layer on integer inputs.
 
@@ -123,9 +131,7 @@ def run_integer(model: QuantizedSSM, u_int, *, return_states: bool = False):
     states = (np.empty((batch, steps, model.states), dtype=np.int64),
               np.empty((batch, steps, model.states), dtype=np.int64)) if return_states else None
     for k in range(steps):
-        u = u_int[:, k, :]
-        xr, xi = _state_update(model, xr, xi, u)
-        y[:, k, :] = _output(model, xr, xi, u)
+        xr, xi, y[:, k, :] = step(model, xr, xi, u_int[:, k, :])
         if states is not None:
             states[0][:, k], states[1][:, k] = xr, xi
     return (y, states) if return_states else y

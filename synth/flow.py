@@ -26,6 +26,7 @@ from ..golden.quantized import QuantizedSSM
 from ..hw.generate import generate, model_hash, write_atomically
 from ..hw.harness import SynthHarness
 from ..hw.ssm_layer import SSMLayer
+from .estimate import estimate
 from .targets import TARGETS, Target
 
 __all__ = ["SynthError", "synthesize", "HARNESS_SCHEME"]
@@ -162,6 +163,7 @@ def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = 
         "accelerator_percent": {r: round(100.0 * accel.get(r, 0) / cap, 2)
                                 for r, cap in target.capacity.items() if cap},
     }
+    report["estimate"] = estimate(model, target_name)   # analytic model beside Yosys's counts
     overflow = _overflow_message(accel, target)
     report["fits"] = not overflow
     report["overflow"] = overflow
