@@ -36,12 +36,11 @@ def model_hash(model: QuantizedSSM) -> str:
     """SHA-256 over everything that determines the hardware's behaviour: shape, formats and
     integer weights (not the float weights or file paths)."""
     h = hashlib.sha256()
-    q = model.config.quant
+    # describe_formats names every format with its rounding and overflow.
     h.update(json.dumps({"kind": model.kind, "channels": model.channels, "states": model.states,
                          "lanes": model.config.hardware.lanes,
                          "formats": describe_formats(model),
-                         "state_int_bits": model.state_int_bits.tolist(),
-                         "rounding": {k: str(getattr(q, k)) for k in ("state", "output")}},
+                         "state_int_bits": model.state_int_bits.tolist()},
                         sort_keys=True).encode())
     for name in ("abar_re", "abar_im", "bbar_re", "bbar_im", "c_re", "c_im", "d"):
         h.update(np.ascontiguousarray(getattr(model, name), dtype="<i8").tobytes())
