@@ -107,6 +107,10 @@ def format_synth_report(report: dict) -> str:
              f"{report['cycles_per_timestep']} cycle(s)/timestep)",
              "  accelerator: " + ", ".join(f"{k} {v}" for k, v in acc.items()),
              "  of device:   " + ", ".join(f"{k} {v}%" for k, v in report["accelerator_percent"].items())]
+    if "estimate" in report:
+        est = report["estimate"]
+        lines.append("  estimate:    " + ", ".join(f"{k} {est[k]}" for k in acc if k in est)
+                     + " (analytic model, no tools)")
     if not report["fits"]:
         lines.append("  DOES NOT FIT: " + "; ".join(report["overflow"]))
     elif report["fmax_mhz"] is not None:
