@@ -8,7 +8,6 @@ seed in its assertion messages.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
@@ -302,10 +301,8 @@ def test_float_run_matches_run_quantized(models, tmp_path):
     acc = Accelerator.open(DeviceModelTransport(m, max_batch=9), expect_hash=m)
     assert np.array_equal(acc.run(u), run_quantized(m, u)), "seed 4"
     # with only the manifest (what a deployed host has), the same numbers
-    from ssmgen.hw.generate import build_manifest
-    from ssmgen.hw.ssm_layer import SSMLayer
-    manifest = build_manifest(m, SSMLayer(m), "x.v")
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    from ssmgen.hw.generate import generate
+    manifest = generate(m, tmp_path).manifest
     for expect in (manifest, tmp_path / "manifest.json", str(tmp_path)):
         acc = Accelerator.open(DeviceModelTransport(m, max_batch=9), expect_hash=expect)
         assert np.array_equal(acc.run(u), run_quantized(m, u)), f"expect={type(expect).__name__}"
