@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from synth_configs import BASELINE_RUNS, SYNTH_CONFIGS  # noqa: E402
 
 BASELINE_FILE = ROOT / "tests" / "baselines" / "synth.json"
-EXAMPLE_RUNS = [("s4d_small", "ice40-up5k"), ("s4d_small", "ecp5-85k"),
+EXAMPLE_RUNS = [("s4d_up5k", "ice40-up5k"), ("s4d_up5k", "ecp5-25k"),
+                ("s4d_small", "ice40-up5k"), ("s4d_small", "ecp5-85k"),
                 ("s5_aggressive", "ice40-up5k"), ("s5_aggressive", "ecp5-85k"),
                 ("s5_small", "ice40-up5k"), ("s5_small", "ecp5-85k")]
 

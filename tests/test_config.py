@@ -70,7 +70,8 @@ def rejects(data, *fragments, exc=ConfigError):
 # --- the examples ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, kind, H, P, lanes", [
-    ("s4d_small", "s4d", 4, 16, 4), ("s5_small", "s5", 4, 8, 8), ("s5_aggressive", "s5", 2, 8, 2)])
+    ("s4d_small", "s4d", 4, 16, 4), ("s5_small", "s5", 4, 8, 8), ("s5_aggressive", "s5", 2, 8, 2),
+    ("s4d_up5k", "s4d", 2, 4, 1)])
 def test_examples_load(name, kind, H, P, lanes):
     config = load_config(EXAMPLES / f"{name}.toml")
     assert config.name == name

@@ -15,7 +15,8 @@ from ssmgen.golden.integer_model import run_integer
 from ssmgen.golden.quantized import load_model
 from test_rtl_regression import _model
 
-EXAMPLES = ["examples/s4d_small.toml", "examples/s5_small.toml", "examples/s5_aggressive.toml"]
+EXAMPLES = ["examples/s4d_small.toml", "examples/s5_small.toml", "examples/s5_aggressive.toml",
+            "examples/s4d_up5k.toml"]
 
 
 def simulate_layer(model, u, *, seed, idle=0.0, stall=0.0):
