@@ -91,26 +91,19 @@ def _mul2dsp(a: int, b: int, y: int, rule: DspRule) -> tuple[int, list, int]:
         a, b = b, a
     if a < rule.a_min or b < rule.b_min or y < rule.y_min:
         return 0, [(a, b)], 0                    # _TECHMAP_FAIL_: stays a $mul (soft)
-    if a > rule.a_max:
-        n = (a - rule.a_max + rule.a_max - 1) // rule.a_max
-        partial_y = min(y, b + rule.a_max)
-        last_a = a - n * rule.a_max
-        dsps, soft, adders = 0, [], 0
-        for i in range(n):
-            d, s, ad = _mul2dsp(rule.a_max, b, partial_y, rule)
-            dsps, soft, adders = dsps + d, soft + s, adders + ad + (y if i else 0)
-        d, s, ad = _mul2dsp(last_a, b, b + last_a, rule)
-        return dsps + d, soft + s, adders + ad + y
-    if b > rule.b_max:
-        n = (b - rule.b_max + rule.b_max - 1) // rule.b_max
-        partial_y = min(y, a + rule.b_max)
-        last_b = b - n * rule.b_max
-        dsps, soft, adders = 0, [], 0
-        for i in range(n):
-            d, s, ad = _mul2dsp(a, rule.b_max, partial_y, rule)
-            dsps, soft, adders = dsps + d, soft + s, adders + ad + (y if i else 0)
-        d, s, ad = _mul2dsp(a, last_b, a + last_b, rule)
-        return dsps + d, soft + s, adders + ad + y
+    # An operand above its maximum width is cut into max-width slices plus a last slice, each
+    # multiplied by the other operand (argument order is irrelevant: the call normalizes it).
+    for wide, other, wide_max in ((a, b, rule.a_max), (b, a, rule.b_max)):
+        if wide > wide_max:
+            n = (wide - wide_max + wide_max - 1) // wide_max
+            partial_y = min(y, other + wide_max)
+            last = wide - n * wide_max
+            dsps, soft, adders = 0, [], 0
+            for i in range(n):
+                d, s, ad = _mul2dsp(wide_max, other, partial_y, rule)
+                dsps, soft, adders = dsps + d, soft + s, adders + ad + (y if i else 0)
+            d, s, ad = _mul2dsp(last, other, other + last, rule)
+            return dsps + d, soft + s, adders + ad + y
     return 1, [], 0
 
 
