@@ -121,6 +121,13 @@ class Quantizer:
     def __str__(self):
         return f"{self.format} {self.rounding.value}/{self.overflow.value}"
 
+    @classmethod
+    def parse(cls, text: str) -> "Quantizer":
+        """Inverse of ``str()``: ``"fixed<8,3> half_even/saturate"`` (manifest formats)."""
+        fmt, _, modes = str(text).strip().rpartition(" ")
+        rounding, _, overflow = modes.partition("/")
+        return cls(FixedFormat.parse(fmt), Rounding(rounding), Overflow(overflow))
+
 
 def _as_int64(values) -> np.ndarray:
     arr = np.asarray(values)

@@ -58,14 +58,6 @@ def _expected_from(expect):
                     f"QuantizedSSM, not {type(expect).__name__}")
 
 
-def _quantizer_from_manifest(text: str):
-    """'fixed<8,3> half_even/saturate' (manifest formats) -> Quantizer."""
-    from ssmgen.golden.fixedpoint import FixedFormat, Overflow, Quantizer, Rounding
-    fmt, _, modes = text.rpartition(" ")
-    rounding, _, overflow = modes.partition("/")
-    return Quantizer(FixedFormat.parse(fmt), Rounding(rounding), Overflow(overflow))
-
-
 class Accelerator:
     """An SSM layer on a board, driven over a Transport. Use ``Accelerator.open``."""
 
@@ -153,9 +145,9 @@ class Accelerator:
         if self.model is not None:
             from ssmgen.golden.integer_model import dequantize_output, quantize_input
             return dequantize_output(self.model, self.run_int(quantize_input(self.model, u)))
-        from ssmgen.golden.fixedpoint import quantize_float, to_float
+        from ssmgen.golden.fixedpoint import Quantizer, quantize_float, to_float
         if self.manifest is not None:
-            q_in = _quantizer_from_manifest(self.manifest["formats"]["input"])
+            q_in = Quantizer.parse(self.manifest["formats"]["input"])
             y = self.run_int(quantize_float(u, q_in))
             return to_float(y, self.manifest["fractions"]["output"])
         raise ValueError("run() with real values needs the model's input quantizer: open with "

@@ -111,7 +111,7 @@ def _overflow_message(counts: dict, target: Target) -> list[str]:
             if counts.get(resource, 0) > available]
 
 
-def _parse_nextpnr(report: dict, target: Target) -> dict:
+def _parse_nextpnr(report: dict) -> dict:
     clocks = report.get("fmax", {})
     # iCE40: a multiplier packed into SB_MAC16 without its internal registers is timed as if
     # registered on a ground clock, and every path through it is dropped: such a figure is wrong.
@@ -175,7 +175,7 @@ def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = 
         pnr_report = work / "nextpnr_report.json"
         _run([_tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
               "--report", pnr_report.name, "--quiet"], work, "nextpnr.log", progress)
-        placed = _parse_nextpnr(json.loads(pnr_report.read_text()), target)
+        placed = _parse_nextpnr(json.loads(pnr_report.read_text()))
         report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
                        "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})
         if placed["fmax_mhz"]:

@@ -598,3 +598,12 @@ def test_quantize_float_matches_apytypes(rounding, overflow):
                             fmt.width)
         q = Quantizer(fmt, rounding, overflow)
         assert_ints_equal(quantize_float(x, q), theirs, {"x": x}, f"quantize_float({q}) vs APyTypes; {seed}")
+
+
+def test_quantizer_parse_inverts_str():
+    for r in Rounding:
+        for o in Overflow:
+            q = Quantizer(FixedFormat(8, -3), r, o)
+            assert Quantizer.parse(str(q)) == q
+    with pytest.raises(ValueError):
+        Quantizer.parse("fixed<8,3> nearest/saturate")
