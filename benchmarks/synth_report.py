@@ -24,14 +24,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 from synth_configs import BASELINE_RUNS, SYNTH_CONFIGS  # noqa: E402
 
 BASELINE_FILE = ROOT / "tests" / "baselines" / "synth.json"
-EXAMPLE_RUNS = [("s4d_up5k", "ice40-up5k"), ("s4d_up5k", "ecp5-25k"),
+EXAMPLE_RUNS = [("default", "ice40-up5k"), ("default", "ecp5-85k"),
+                ("s4d_up5k", "ice40-up5k"), ("s4d_up5k", "ecp5-25k"),
                 ("s4d_small", "ice40-up5k"), ("s4d_small", "ecp5-85k"),
                 ("s5_aggressive", "ice40-up5k"), ("s5_aggressive", "ecp5-85k"),
                 ("s5_small", "ice40-up5k"), ("s5_small", "ecp5-85k")]
 
 
 def _model(name: str, baseline: bool):
-    config = parse_config(SYNTH_CONFIGS[name]) if baseline else load_config(ROOT / "examples" / f"{name}.toml")
+    if baseline:
+        config = parse_config(SYNTH_CONFIGS[name])
+    elif name == "default":                          # the built-in default of `ssmgen demo`
+        config = load_config(ROOT / "ssmgen" / "default.toml")
+    else:
+        config = load_config(ROOT / "examples" / f"{name}.toml")
     return load_model(config)
 
 
@@ -50,8 +56,12 @@ def main() -> None:
     parser.add_argument("--baselines", action="store_true", help="the CI baseline configs")
     parser.add_argument("--update", action="store_true", help="rewrite the baseline file")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--only", nargs="*", default=None, metavar="CONFIG",
+                        help="only these configs (names as in the table)")
     args = parser.parse_args()
     runs = BASELINE_RUNS if args.baselines else EXAMPLE_RUNS
+    if args.only:
+        runs = [run for run in runs if run[0] in args.only]
     work = args.work or Path(tempfile.mkdtemp(prefix="ssmgen-synth-"))
     print("| config | target | lanes | LUT4 | FF | carry | DSP | BRAM | Fmax MHz |")
     print("|---|---|---|---|---|---|---|---|---|")

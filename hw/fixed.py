@@ -14,25 +14,34 @@ __all__ = ["round_shift", "apply_overflow", "requantize"]
 
 
 def round_shift(value: Value, shift: int, rounding: Rounding) -> Value:
-    """``value / 2**shift`` rounded per ``rounding`` (``shift <= 0``: exact left shift)."""
+    """``value / 2**shift`` rounded per ``rounding`` (``shift <= 0``: exact left shift).
+
+    Built as the floor (an arithmetic shift: wires only) plus a one-bit increment decided from
+    the dropped bits, so each mode costs one incrementer and a few gates rather than a
+    full-width adder or comparator:
+
+    * half_up:      + r[s-1]                      (v + 2^(s-1)) >> s = floor + r[s-1]
+    * toward_zero:  + (v < 0 and r != 0)          negative values with a remainder round up
+    * half_even:    + r[s-1] and (r[s-2:0] != 0 or floor is odd)
+    """
     value = Value.cast(value).as_signed()
     if shift <= 0:
         return value << -shift
     floor = value >> shift                       # arithmetic shift: signed operand
     if rounding is Rounding.FLOOR:
         return floor
+    # The dropped bits r, sign-extended first so shifts beyond the width see them all.
+    remainder = Cat(value, value[-1].replicate(max(0, shift - len(value))))[:shift]
+    half_bit, below_half = remainder[shift - 1], remainder[:shift - 1].any()
     if rounding is Rounding.HALF_UP:
-        return (value + (1 << (shift - 1))) >> shift
-    if rounding is Rounding.TOWARD_ZERO:
-        # Negative values round up: add 2**shift - 1 before the floor shift.
-        return Mux(value < 0, (value + ((1 << shift) - 1)) >> shift, floor)
-    if rounding is Rounding.HALF_EVEN:
-        # The dropped bits, unsigned; sign-extend first so shifts beyond the width see them all.
-        remainder = Cat(value, value[-1].replicate(max(0, shift - len(value))))[:shift]
-        half = 1 << (shift - 1)
-        round_up = (remainder > half) | ((remainder == half) & floor[0])
-        return floor + round_up
-    raise TypeError(f"rounding must be a Rounding, not {rounding!r}")  # pragma: no cover
+        increment = half_bit
+    elif rounding is Rounding.TOWARD_ZERO:
+        increment = value[-1] & remainder.any()
+    elif rounding is Rounding.HALF_EVEN:
+        increment = half_bit & (below_half | floor[0])
+    else:
+        raise TypeError(f"rounding must be a Rounding, not {rounding!r}")  # pragma: no cover
+    return floor + increment
 
 
 def apply_overflow(value: Value, width: int, overflow: Overflow) -> Value:
@@ -43,9 +52,14 @@ def apply_overflow(value: Value, width: int, overflow: Overflow) -> Value:
     if overflow is Overflow.WRAP:
         return value[:width].as_signed()
     if overflow is Overflow.SATURATE:
+        # The value fits iff the bits from the new sign bit up are all copies of the sign: a
+        # small AND/OR tree instead of two full-width magnitude comparators (carry chains), which
+        # keeps saturation off the critical path.
         lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-        clamped = Mux(value > hi, Const(hi, signed(width)),
-                      Mux(value < lo, Const(lo, signed(width)), value[:width].as_signed()))
+        top = value[width - 1:]
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        clamped = Mux(fits, value[:width].as_signed(),
+                      Mux(value[-1], Const(lo, signed(width)), Const(hi, signed(width))))
         return clamped.as_signed()
     raise TypeError(f"overflow must be an Overflow, not {overflow!r}")  # pragma: no cover
 

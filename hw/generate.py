@@ -86,6 +86,7 @@ def build_manifest(model: QuantizedSSM, layer: SSMLayer, verilog_name: str) -> d
         "hardware": {"lanes": layer.lanes,
                      "complex_multipliers": model.config.hardware.complex_multipliers,
                      "cycles_per_timestep": layer.cycles_per_timestep,
+                     "loop_stages": layer.loop_stages,
                      "latency_cycles": layer.latency},
         "formats": describe_formats(model),
         "fractions": {"input": q.input.format.frac, "output": q.output.format.frac,

@@ -6,29 +6,54 @@ Computes exactly what ``golden/integer_model.py`` specifies, one timestep per in
     y_h[k] = Q_output(ACC(sum_p Re(C_h,p x_p[k]) + D_h u_h[k]))
 
 Parallelism (``lanes``, like hls4ml's ReuseFactor or FINN's PE): the P states are split into
-G = P / lanes groups; each clock cycle updates one group, ``lanes`` states at once, so a timestep
+G = P / lanes groups; each clock cycle issues one group, ``lanes`` states at once, so a timestep
 takes G cycles and the multipliers are shared G-fold. With lanes = P, G = 1: one timestep per
 cycle. Weights are constants baked into the design (a small ROM per lane when G > 1).
 
-Pipeline: an accepted beat is latched (cycle 0); cycles 1..G update the groups, each reading its
-states and writing them back in the same cycle (so a state is revisited G cycles later, never
-before its update lands); the output register is written at the end of the last group.
-While the last group waits for the output register, the sweep stalls; a new beat is accepted in
-the same cycle the last group completes, so G cycles per timestep are sustained.
+Pipelining rule. Everything that does not feed back (the input products Bbar u, the readout
+Re(C x) + D u, the sum over lanes and groups, the output rounding) is pipelined freely. The
+state-update loop (read x_p, multiply by Abar, add Bbar u, round, write x_p) is the only
+recurrence: a state is read again G cycles after it was read, so its update may take up to G
+cycles. The loop therefore gets L = ``hardware.loop_stages`` registers, 1 <= L <= min(G, 7):
+
+    L = 1   read, multiply, add, round and write in one cycle (the only choice when G = 1)
+    L = 2   + a register after the multipliers ("products"; on iCE40 it sits inside SB_MAC16)
+    L = 3   + a register on the multiplier operands ("operands": pre-added state, Abar word)
+    L = 4   + a register after the accumulator, before rounding ("sum")
+    L = 5   + a register between rounding and overflow ("rounded")
+    L = 6   + a register after the G:1 state select, before the pre-add ("read")
+    L = 7   + a register between the complex product's post-adds and the accumulator ("post_add")
+
+Stages. Stage 0 is the issue register: the accepted beat and the group being issued. A group
+travels one stage per advancing cycle; stage s means "fed by registers s cycles after issue".
+The loop writes the state at the end of stage L - 1; the readout multiplies at stage L, takes
+Re(C x) = C_re x_re - C_im x_im at L + 1, aligns the terms at L + 2, sums the lanes at L + 3,
+accumulates over groups at L + 4, rounds at L + 5 and saturates or wraps into the output register
+at L + 6. So latency = G + L + 7 cycles from an accepted beat to its output beat.
+
+Flow control. The whole pipeline advances together; it holds only when a finished timestep
+reaches the output register while that still holds an unread one (y.valid & ~y.ready). Holding
+freezes every stage, the state writes included, so a state is still read G advancing cycles
+after its previous read and L <= G keeps every read behind the write it depends on.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.quantized import QuantizedSSM
-from .fixed import apply_overflow, requantize
+from .fixed import apply_overflow, requantize, round_shift
 
 __all__ = ["SSMLayer", "input_layout", "output_layout"]
+
+#: Where the state-update loop gets its L - 1 inner registers, in the order they are added.
+LOOP_CUTS = ("products", "operands", "sum", "rounded", "read", "post_add")
+
+#: Registers after the loop: readout products, their differences, aligned terms, lane sum, group
+#: sum, rounded sum, output register.
+READOUT_STAGES = 7
 
 
 def input_layout(model: QuantizedSSM) -> data.StructLayout:
@@ -57,13 +82,17 @@ class SSMLayer(wiring.Component):
     Properties
     ----------
     cycles_per_timestep : int   G = P / lanes (1 when lanes = P)
-    latency : int               cycles from an accepted input beat to its output's valid = G + 1
+    loop_stages : int           L, registers in the state-update loop (see the module docstring)
+    latency : int               cycles from an accepted input beat to its output's valid = G + L + 7
     """
 
     def __init__(self, model: QuantizedSSM):
         self.model = model
         self.lanes = model.config.hardware.lanes
         self.groups = model.states // self.lanes
+        #: Every multiplication of the last elaboration, as (a, b, product register or None):
+        #: the resource estimate reads which registers a DSP block can absorb.
+        self.products: list[tuple] = []
         super().__init__({"u": In(stream.Signature(input_layout(model))),
                           "y": Out(stream.Signature(output_layout(model)))})
 
@@ -72,15 +101,20 @@ class SSMLayer(wiring.Component):
         return self.groups
 
     @property
+    def loop_stages(self) -> int:
+        return self.model.config.hardware.loop_stages
+
+    @property
     def latency(self) -> int:
-        return self.groups + 1
+        return self.groups + self.loop_stages + READOUT_STAGES
 
     # --- helpers -------------------------------------------------------------------------------
 
     def _states_of_lane(self, lane: int) -> list[int]:
         return [group * self.lanes + lane for group in range(self.groups)]
 
-    def _select(self, m, choices, index, shape, name):
+    @staticmethod
+    def _select(m, choices, index, shape, name):
         """``choices[index]`` as a named signal, built as a word select from the concatenated
         choices. Two reasons not to use ``Array``: Amaranth expands arithmetic on an Array
         element into one copy per element (every group would get its own multipliers), and the
@@ -109,27 +143,6 @@ class SSMLayer(wiring.Component):
         m.d.comb += wire.eq(value)
         return wire
 
-    def _rom(self, m, values, width: int, group, name):
-        """Per-group constant: a Const when there is one group, else a ROM indexed by group."""
-        consts = [Const(int(v), signed(width)) for v in values]
-        return self._select(m, consts, group, signed(width), name)
-
-    def _per_class(self, m, lane: int, group, build, name):
-        """Evaluate ``build(state_frac)`` for each distinct state format among the lane's states
-        and select by group (per-mode formats need a different shift per state)."""
-        fracs = [int(self.model.state_frac[p]) for p in self._states_of_lane(lane)]
-        classes = sorted(set(fracs))
-        results = [build(frac) for frac in classes]
-        if len(results) == 1:
-            return results[0]
-        index = self._rom_unsigned(m, [classes.index(f) for f in fracs], group, f"{name}_class")
-        width = max(len(Value.cast(r)) for r in results)
-        return self._select(m, results, index, signed(width), name)
-
-    def _rom_unsigned(self, m, values, group, name):
-        shape = range(max(values) + 1)
-        return self._select(m, [Const(v, shape) for v in values], group, shape, name)
-
     @staticmethod
     def _acc_term(plan, value, frac):
         """A term entering an accumulator: exact alignment (full precision) or requantized."""
@@ -147,118 +160,151 @@ class SSMLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ctl = self._control(m)
+        self.products = []
+        pipe = _Pipeline(self, m)
         wx = self.model.config.quant.state.format.width
         x_re = [Signal(signed(wx), name=f"x{p}_re") for p in range(self.model.states)]
         x_im = [Signal(signed(wx), name=f"x{p}_im") for p in range(self.model.states)]
         contributions = [[] for _ in range(self.model.channels)]   # per output: one term per lane
         for lane in range(self.lanes):
-            lane_ctx = _Lane(self, m, lane, ctl)
+            lane_ctx = _Lane(self, pipe, lane)
             x_new = self._state_update(lane_ctx, x_re, x_im)
-            for h, term in self._output_terms(lane_ctx, x_new):
+            for h, term in self._output_terms(lane_ctx, x_new, (x_re, x_im)):
                 contributions[h].append(term)
-        self._output(m, ctl, contributions)
+        self._output(pipe, contributions)
         return m
 
-    def _control(self, m) -> "_Control":
-        """Input latch, group counter and the step condition (see the module docstring)."""
-        q, G = self.model.config.quant, self.groups
-        u_data = Signal(data.ArrayLayout(signed(q.input.format.width), self.model.channels))
-        start = Signal()
-        busy = Signal()
-        group = Signal(range(G)) if G > 1 else Const(0, 1)
-        last = (group == G - 1) if G > 1 else Const(1, 1)
-        out_free = ~self.y.valid | self.y.ready
-        step = busy & (~last | out_free)
-        m.d.comb += self.u.ready.eq(~busy | (last & step))
-        with m.If(self.u.valid & self.u.ready):
-            m.d.sync += [u_data.eq(self.u.payload.data), start.eq(self.u.payload.start),
-                         busy.eq(1)]
-        with m.Elif(step & last):
-            m.d.sync += busy.eq(0)
-        if G > 1:
-            with m.If(step):
-                m.d.sync += group.eq(Mux(last, 0, group + 1))
-        u = [u_data[h] for h in range(self.model.channels)]
-        return _Control(u=u, start=start, group=group, last=last, step=step)
-
     def _state_update(self, lane: "_Lane", x_re, x_im):
-        """x_p = Q_state(ACC(Abar_p x_p + sum_h Bbar_p,h u_h)) for the lane's current state;
-        writes it back on ``step`` and returns it (re, im)."""
-        m, model, q, ctl = lane.m, self.model, self.model.config.quant, lane.ctl
-        states, plan = lane.states, model.state_acc
+        """x_p = Q_state(ACC(Abar_p x_p + sum_h Bbar_p,h u_h)) for the lane's state at stage
+        L - 1 (see the module docstring for where the loop's registers sit); writes it back and
+        returns it (re, im)."""
+        pipe, model, q = lane.pipe, self.model, self.model.config.quant
+        L, states, plan = self.loop_stages, lane.states, model.state_acc
         wx, wa, wb = q.state.format.width, q.abar.format.width, q.bbar.format.width
         fa, fb, fu = q.abar.format.frac, q.bbar.format.frac, q.input.format.frac
+        issue = pipe.stage(0)
+        cuts = LOOP_CUTS[:L - 1]
+        pre = int("read" in cuts)                     # stage of the pre-add (Gauss) and zeroing
+        operands = pre + int("operands" in cuts)      # stage of the multipliers
+        post = operands + int("products" in cuts)     # stage of the post-adds (Gauss, 4-mult)
+        add = post + int("post_add" in cuts)          # stage of the accumulator
+        rnd = add + int("sum" in cuts)                # stage of the rounding (per-mode shift)
+        write = rnd + int("rounded" in cuts)          # stage of the overflow and the state write
+        assert write == L - 1
 
-        # Previous state (zero at the start of a sequence).
-        xr, xi = (lane.wire(Mux(ctl.start, 0, self._select(m, [x[p] for p in states], ctl.group,
-                                                             signed(wx), lane.name(f"x_stored_{part}"))),
+        # Previous state, read at issue (zero at the start of a sequence).
+        xr, xi = (lane.wire(Mux(pipe.stage(pre).start, 0,
+                                lane.delay(self._select(lane.m, [x[p] for p in states], issue.group,
+                                                        signed(wx), lane.name(f"x_stored_{part}")),
+                                           pre, f"x_stored_{part}_reg")),
                             f"x_prev_{part}")
                   for x, part in ((x_re, "re"), (x_im, "im")))
 
-        # Abar * x, exact; 3 real multipliers (Gauss) or 4.
-        ar = lane.rom(model.abar_re[states], wa, "abar_re")
-        ai = lane.rom(model.abar_im[states], wa, "abar_im")
+        # Abar * x, exact; 3 real multipliers (Gauss) or 4, at stage `operands`; post-adds at
+        # stage `post`.
+        ar = lane.rom(model.abar_re[states], wa, "abar_re", operands)
         if model.config.hardware.complex_multipliers == 3:
-            a_sum = lane.rom(model.abar_re[states] + model.abar_im[states], wa + 1, "abar_sum")
-            a_dif = lane.rom(model.abar_im[states] - model.abar_re[states], wa + 1, "abar_dif")
-            k1 = lane.wire(ar * (xr + xi), "k1")
-            ax = (lane.wire(k1 - xi * a_sum, "ax_re"), lane.wire(k1 + xr * a_dif, "ax_im"))
+            a_sum = lane.rom(model.abar_re[states] + model.abar_im[states], wa + 1, "abar_sum", operands)
+            a_dif = lane.rom(model.abar_im[states] - model.abar_re[states], wa + 1, "abar_dif", operands)
+            xs, xr_, xi_ = (lane.delay(v, operands - pre, what) for v, what in
+                            ((xr + xi, "x_presum"), (xr, "x_re_op"), (xi, "x_im_op")))
+            k1, k2, k3 = (lane.product(a, b, post - operands, what) for a, b, what in
+                          ((ar, xs, "k1"), (xi_, a_sum, "k2"), (xr_, a_dif, "k3")))
+            ax = (k1 - k2, k1 + k3)
         else:
-            ax = (lane.wire(ar * xr - ai * xi, "ax_re"), lane.wire(ar * xi + ai * xr, "ax_im"))
+            ai = lane.rom(model.abar_im[states], wa, "abar_im", operands)
+            xr_, xi_ = (lane.delay(xr, operands - pre, "x_re_op"),
+                        lane.delay(xi, operands - pre, "x_im_op"))
+            rr, ii, ri, ir = (lane.product(a, b, post - operands, what)
+                              for a, b, what in ((ar, xr_, "ar_xr"), (ai, xi_, "ai_xi"),
+                                                 (ar, xi_, "ar_xi"), (ai, xr_, "ai_xr")))
+            ax = (rr - ii, ri + ir)
+        ax = tuple(lane.delay(lane.wire(v, f"ax_{part}"), add - post, f"ax_{part}_reg")
+                   for v, part in zip(ax, ("re", "im")))
 
-        # Bbar * u (complex x real): one term per input channel feeding the state.
+        # Bbar * u (complex x real): feed-forward. Given room before the accumulator, its
+        # operands (ROM word, input sample) are registered, then its products.
+        b_mult = max(add - 2, 1 if add >= 2 else 0)
+        b_sum = min(b_mult + 1, add)
         if model.kind == "s4d":
-            u_sel = self._lane_input(lane)
-            b_terms = [(lane.rom(model.bbar_re[states], wb, "bbar_re") * u_sel,
-                        lane.rom(model.bbar_im[states], wb, "bbar_im") * u_sel)]
+            u_sel = self._lane_input(lane, b_mult)
+            b_factors = [(model.bbar_re[states], model.bbar_im[states], u_sel, "")]
         else:
-            b_terms = [(lane.rom(model.bbar_re[states, h], wb, f"bbar{h}_re") * ctl.u[h],
-                        lane.rom(model.bbar_im[states, h], wb, f"bbar{h}_im") * ctl.u[h])
-                       for h in range(model.channels)]
+            b_factors = [(model.bbar_re[states, h], model.bbar_im[states, h], pipe.stage(b_mult).u[h], h)
+                         for h in range(model.channels)]
+        b_terms = [tuple(lane.product(lane.rom(vals, wb, f"bbar{h}_{part}", b_mult), u, b_sum - b_mult,
+                                      f"bu{h}_term_{part}")
+                         for vals, part in ((re_vals, "re"), (im_vals, "im")))
+                   for re_vals, im_vals, u, h in b_factors]
 
+        fx_min = min(int(model.state_frac[p]) for p in states)
         x_new = []
         for index, part in enumerate(("re", "im")):
-            bu = lane.wire(sum(self._acc_term(plan, lane.wire(t[index], f"bu_term_{part}"), fb + fu)
-                               for t in b_terms), f"bu_{part}")
+            bu = lane.wire(sum(self._acc_term(plan, t[index], fb + fu) for t in b_terms), f"bu_{part}")
+            if plan.full_precision:
+                # Per-mode formats: scaling the exact sum by 2^(fx - fx_min) makes the rounding
+                # shift the same for every state, and leaves Abar x a constant alignment; only
+                # the feed-forward Bbar u needs a per-state shift, chosen ahead of the loop.
+                bu = lane.per_class(lambda fx, bu=bu: bu << (fx - fx_min), b_sum, f"bu_{part}_scaled")
+                bu = lane.delay(lane.wire(bu, f"bu_{part}_scaled"), add - b_sum, f"bu_{part}_reg")
+                total = lane.wire((ax[index] << (plan.frac - fa - fx_min)) + bu, f"acc_{part}")
+                total = lane.delay(total, rnd - add, f"acc_{part}_reg")
+                rounded = round_shift(total, plan.frac - fx_min, q.state.rounding)
+            else:
+                bu = lane.delay(bu, add - b_sum, f"bu_{part}_reg")
 
-            def build(fx, index=index, part=part, bu=bu):
-                total = lane.wire(self._acc_term(plan, ax[index], fa + fx) + bu, f"acc_{part}")
-                acc = lane.wire(self._acc_result(plan, total), f"acc_result_{part}")
-                return requantize(acc, plan.frac, q.state, to_frac=fx)
+                def build(fx, index=index, part=part, bu=bu):
+                    total = lane.wire(self._acc_term(plan, ax[index], fa + fx) + bu, f"acc_{part}_f{fx}")
+                    total = lane.delay(total, rnd - add, f"acc_{part}_f{fx}_reg")
+                    acc = lane.wire(self._acc_result(plan, total), f"acc_result_{part}_f{fx}")
+                    return round_shift(acc, plan.frac - fx, q.state.rounding)
+                # A narrow accumulator rounds Abar x per state format: one sum per format.
+                rounded = lane.per_class(build, rnd, f"x_rounded_{part}")
+            # One overflow stage into the common state width.
+            rounded = lane.delay(lane.wire(rounded, f"x_rounded_{part}"), write - rnd,
+                                 f"x_rounded_{part}_reg")
             x = Signal(signed(wx), name=lane.name(f"x_new_{part}"))
-            m.d.comb += x.eq(self._per_class(m, lane.index, ctl.group, build, lane.name(f"xq_{part}")))
+            lane.m.d.comb += x.eq(apply_overflow(rounded, wx, q.state.overflow)[:wx].as_signed())
             x_new.append(x)
 
+        at_write = pipe.stage(write)
+        valid, group = at_write.valid, at_write.group   # (delayed outside any If: see delay())
         stored = (x_re, x_im)
-        with m.If(ctl.step):
+        with lane.m.If(pipe.advance & valid):
             for g, p in enumerate(states):
-                with m.If(ctl.group == g):
-                    m.d.sync += [stored[0][p].eq(x_new[0]), stored[1][p].eq(x_new[1])]
+                with lane.m.If(group == g):
+                    lane.m.d.sync += [stored[0][p].eq(x_new[0]), stored[1][p].eq(x_new[1])]
         return x_new
 
-    def _lane_input(self, lane: "_Lane"):
-        """s4d: the input channel of the lane's current state."""
+    def _lane_input(self, lane: "_Lane", stage: int):
+        """s4d: the input channel of the lane's state, at ``stage``."""
         channels = [int(self.model.channel[p]) for p in lane.states]
         if len(set(channels)) == 1:
-            return lane.ctl.u[channels[0]]
-        index = self._rom_unsigned(lane.m, channels, lane.ctl.group, lane.name("channel"))
+            return lane.pipe.stage(stage).u[channels[0]]
+        read = max(stage - 1, 0)
+        index = lane.rom_unsigned(channels, "channel", read)
         width = self.model.config.quant.input.format.width
-        return self._select(lane.m, lane.ctl.u, index, signed(width), lane.name("u"))
+        selected = self._select(lane.m, lane.pipe.stage(read).u, index, signed(width), lane.name("u"))
+        return lane.delay(selected, stage - read, "u_sel")
 
-    def _output_terms(self, lane: "_Lane", x_new):
-        """Terms Re(C_h,p x_p) of the lane's current state, as (output channel, term) pairs,
-        already aligned/requantized into the output accumulator."""
-        model, q, states = self.model, self.model.config.quant, lane.states
+    def _output_terms(self, lane: "_Lane", x_new, stored):
+        """Terms Re(C_h,p x_p) of the lane's state, as (output channel, term) pairs at stage
+        L + 2, already aligned/requantized into the output accumulator."""
+        model, q, states, L = self.model, self.model.config.quant, lane.states, self.loop_stages
         wc, fc, plan = q.c.format.width, q.c.format.frac, model.output_acc
-        xn_re, xn_im = x_new
+        if self.groups == 1:
+            # The state register itself is x_new one cycle later: no copy needed.
+            xn_re, xn_im = (x[states[0]] for x in stored)
+        else:
+            xn_re, xn_im = (lane.delay(v, 1, f"x_new_{part}_reg") for v, part in zip(x_new, ("re", "im")))
 
         def c_term(c_re_vals, c_im_vals, what):
-            product = lane.wire(lane.rom(c_re_vals, wc, f"{what}_re") * xn_re
-                                - lane.rom(c_im_vals, wc, f"{what}_im") * xn_im, f"{what}_x")
-            return self._per_class(lane.m, lane.index, lane.ctl.group,
-                                   lambda fx: self._acc_term(plan, product, fc + fx),
-                                   lane.name(f"{what}_term"))
+            # Two products registered apart (each one SB_MAC16 with its output register).
+            re_part = lane.product(lane.rom(c_re_vals, wc, f"{what}_re", L), xn_re, 1, f"{what}_re_x")
+            im_part = lane.product(lane.rom(c_im_vals, wc, f"{what}_im", L), xn_im, 1, f"{what}_im_x")
+            product = lane.delay(lane.wire(re_part - im_part, f"{what}_x"), 1, f"{what}_x_reg")
+            return lane.per_class(lambda fx: self._acc_term(plan, product, fc + fx), L + 2,
+                                  f"{what}_term")
 
         if model.kind == "s5":
             return [(h, c_term(model.c_re[h, states], model.c_im[h, states], f"c{h}"))
@@ -268,49 +314,150 @@ class SSMLayer(wiring.Component):
         if len(set(channels)) == 1:
             return [(channels[0], term)]
         # The lane's states belong to several channels: gate the term per channel.
-        return [(h, Mux(self._rom_unsigned(lane.m, [int(c == h) for c in channels], lane.ctl.group,
-                                           lane.name(f"feeds_y{h}")), term, 0))
+        return [(h, Mux(lane.rom_unsigned([int(c == h) for c in channels], f"feeds_y{h}", L + 2),
+                        term, 0))
                 for h in sorted(set(channels))]
 
-    def _output(self, m, ctl: "_Control", contributions):
-        """Sum the lanes' terms across groups (D u seeds the sum at group 0), then
-        y_h = Q_output(ACC(...)) into the output register at the end of the last group."""
-        model, q, plan = self.model, self.model.config.quant, self.model.output_acc
+    def _output(self, pipe: "_Pipeline", contributions):
+        """Register the aligned terms at stage L + 2, sum the lanes (D u joins with the first
+        group) at L + 3, accumulate over groups at L + 4, round at L + 5, and apply overflow
+        into the output register at L + 6."""
+        m, model, q, plan = pipe.m, self.model, self.model.config.quant, self.model.output_acc
         fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
+        L = self.loop_stages
+        at_sum, at_acc, at_out = pipe.stage(L + 3), pipe.stage(L + 4), pipe.stage(L + 6)
         y_next = Signal(output_layout(model))
         for h in range(model.channels):
-            d_term = self._acc_term(plan, Const(int(model.d[h]), signed(wd)) * ctl.u[h], fd + fu)
+            # D u is multiplied at stage L + 1 and registered like the C products.
+            d_product = pipe.product(Const(int(model.d[h]), signed(wd)), pipe.stage(L + 1).u[h], 1,
+                                     f"y{h}_du")
+            terms = [self._acc_term(plan, d_product, fd + fu), *contributions[h]]
+            terms = [pipe.delay(self._wire(m, t, f"y{h}_term{i}"), 1, f"y{h}_term{i}_reg")
+                     for i, t in enumerate(terms)]
+            if self.groups > 1:
+                terms[0] = Mux(at_sum.first, terms[0], 0)
+            lane_sum = pipe.delay(self._wire(m, sum(terms), f"y{h}_lanes"), 1, f"y{h}_lanes_reg")
             if self.groups == 1:
-                running = d_term + sum(contributions[h])
+                total = pipe.delay(lane_sum, 1, f"y{h}_total")
             else:
-                partial = Signal(signed(plan.sum_bits), name=f"y{h}_partial")
-                running = Mux(ctl.group == 0, d_term, partial) + sum(contributions[h])
-                with m.If(ctl.step):
-                    m.d.sync += partial.eq(running)
-            running = self._wire(m, running, f"y{h}_running")
-            acc = self._wire(m, self._acc_result(plan, running), f"y{h}_sum")
-            m.d.comb += y_next[h].eq(requantize(acc, plan.frac, q.output))
+                # Running sum over the groups; the last group's sum is read one stage later,
+                # before the next timestep's first group overwrites it.
+                total = Signal(signed(plan.sum_bits), name=f"y{h}_partial")
+                running = Mux(at_acc.first, 0, total) + lane_sum
+                with m.If(pipe.advance & at_acc.valid):
+                    m.d.sync += total.eq(running)
+            acc = self._wire(m, self._acc_result(plan, total), f"y{h}_sum")
+            rounded = pipe.delay(self._wire(m, round_shift(acc, plan.frac - q.output.format.frac,
+                                                           q.output.rounding), f"y{h}_rounded"),
+                                 1, f"y{h}_rounded_reg")
+            m.d.comb += y_next[h].eq(apply_overflow(rounded, q.output.format.width, q.output.overflow))
 
-        with m.If(ctl.step & ctl.last):
+        with m.If(pipe.advance & at_out.valid & at_out.last):
             m.d.sync += [self.y.payload.eq(y_next), self.y.valid.eq(1)]
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
 
 
-@dataclass(frozen=True)
-class _Control:
-    u: list            #: latched input samples, signed(W_input) each
-    start: Value       #: the latched beat starts a new sequence
-    group: Value       #: group being updated this cycle
-    last: Value        #: it is the last group of the timestep
-    step: Value        #: the sweep advances this cycle
+class _Token:
+    """What travels with a group through the pipeline, as seen at one stage. Fields are
+    delayed on first use only, so a stage carries just the fields some logic reads there."""
+
+    FIELDS = ("valid",   # a group occupies this stage
+              "group",   # which group
+              "first",   # it is the first group of its timestep
+              "last",    # it is the last group of its timestep
+              "start",   # its timestep starts a sequence (previous state = 0)
+              "u")       # its timestep's input samples: a list of signed(W_input)
+
+    def __init__(self, pipe: "_Pipeline", stage: int, issued: dict | None = None):
+        self._pipe, self._stage, self._fields = pipe, stage, dict(issued or {})
+
+    def __getattr__(self, field):
+        if field not in _Token.FIELDS:
+            raise AttributeError(field)
+        if field not in self._fields:
+            prev = getattr(self._pipe.stage(self._stage - 1), field)
+            name = f"stage{self._stage}_{field}"
+            if field == "u":
+                self._fields[field] = [self._pipe.delay(v, 1, f"{name}{h}") for h, v in enumerate(prev)]
+            else:
+                self._fields[field] = self._pipe.delay(prev, 1, name, reset_less=field != "valid")
+        return self._fields[field]
+
+
+class _Pipeline:
+    """The issue stage, the shared advance condition, and delayed views of the token.
+
+    ``advance`` is low only when the output register must hold (see the module docstring);
+    every pipeline register is enabled by it, so all stages move together."""
+
+    def __init__(self, layer: SSMLayer, m: Module):
+        self.layer, self.m = layer, m
+        model, G = layer.model, layer.groups
+        final = layer.loop_stages + READOUT_STAGES - 1  # stage that writes the output register
+        self.advance = Signal()
+        self._stages = {}
+
+        # Issue stage: the latched beat and the group to issue next.
+        u_data = Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), model.channels))
+        start, busy = Signal(name="issue_start"), Signal(name="issue_busy")
+        group = Signal(range(G), name="issue_group") if G > 1 else Const(0, 1)
+        first = (group == 0) if G > 1 else Const(1, 1)
+        # `last` is kept as a register beside the counter: u.ready depends on it, and a decoder
+        # in that path was the longest one of small iCE40 designs.
+        last = Signal(name="issue_last") if G > 1 else Const(1, 1)
+        self._stages[0] = _Token(self, 0, dict(valid=busy, group=group, first=first, last=last,
+                                               start=start, u=[u_data[h] for h in range(model.channels)]))
+        out = self.stage(final)
+        m.d.comb += self.advance.eq(~(out.valid & out.last & layer.y.valid & ~layer.y.ready))
+        m.d.comb += layer.u.ready.eq(self.advance & (~busy | last))
+        with m.If(layer.u.valid & layer.u.ready):
+            m.d.sync += [u_data.eq(layer.u.payload.data), start.eq(layer.u.payload.start),
+                         busy.eq(1)]
+        with m.Elif(self.advance & last):
+            m.d.sync += busy.eq(0)
+        if G > 1:
+            with m.If(self.advance & busy):
+                m.d.sync += [group.eq(Mux(last, 0, group + 1)),
+                             last.eq(~last & (group == G - 2))]
+
+    def delay(self, value, n: int, name: str, *, reset_less: bool = True):
+        """``value`` after ``n`` pipeline registers (constants pass through unregistered).
+
+        Must not be called inside ``with m.If(...)``: the registers would then update only
+        under that condition (token fields are delayed lazily, so read them before an If)."""
+        if self.m._ctrl_context is not None:
+            raise RuntimeError(f"pipeline register {name!r} created inside a control block")
+        value = Value.cast(value)
+        if isinstance(value, Const):
+            return value
+        for i in range(n):
+            reg = Signal(value.shape(), name=name if n == 1 else f"{name}{i + 1}", reset_less=reset_less)
+            with self.m.If(self.advance):
+                self.m.d.sync += reg.eq(value)
+            value = reg
+        return value
+
+    def product(self, a, b, registers: int, name: str):
+        """a * b (exact), named, then ``registers`` pipeline registers; recorded in the layer's
+        ``products``."""
+        wire = self.layer._wire(self.m, Value.cast(a) * b, name)
+        result = self.delay(wire, registers, f"{name}_reg")
+        self.layer.products.append((Value.cast(a), Value.cast(b), result if registers else None))
+        return result
+
+    def stage(self, s: int) -> _Token:
+        """The token as seen by the logic fed from stage ``s``'s registers."""
+        if s not in self._stages:
+            self._stages[s] = _Token(self, s)
+        return self._stages[s]
 
 
 class _Lane:
     """One lane's view while elaborating: its states, its name prefix, and helpers bound to it."""
 
-    def __init__(self, layer: SSMLayer, m: Module, index: int, ctl: _Control):
-        self.layer, self.m, self.index, self.ctl = layer, m, index, ctl
+    def __init__(self, layer: SSMLayer, pipe: _Pipeline, index: int):
+        self.layer, self.pipe, self.m, self.index = layer, pipe, pipe.m, index
         self.states = layer._states_of_lane(index)
 
     def name(self, what: str) -> str:
@@ -319,5 +466,36 @@ class _Lane:
     def wire(self, value, what: str):
         return self.layer._wire(self.m, value, self.name(what))
 
-    def rom(self, values, width: int, what: str):
-        return self.layer._rom(self.m, values, width, self.ctl.group, self.name(what))
+    def delay(self, value, n: int, what: str):
+        return self.pipe.delay(value, n, self.name(what))
+
+    def product(self, a, b, registers: int, what: str):
+        return self.pipe.product(a, b, registers, self.name(what))
+
+    def rom(self, values, width: int, what: str, stage: int):
+        """Per-group constant for the group at ``stage``: a Const when there is one group, else
+        a ROM read one stage earlier and registered (so it reaches a multiplier as a register;
+        only the group number travels down the pipeline, not the ROM words)."""
+        return self._lookup([Const(int(v), signed(width)) for v in values], signed(width), what, stage)
+
+    def rom_unsigned(self, values, what: str, stage: int):
+        shape = range(max(values) + 1)
+        return self._lookup([Const(v, shape) for v in values], shape, what, stage)
+
+    def _lookup(self, consts, shape, what: str, stage: int):
+        read = max(stage - 1, 0)
+        word = SSMLayer._select(self.m, consts, self.pipe.stage(read).group, shape,
+                                self.name(f"{what}_s{read}"))
+        return self.delay(word, stage - read, f"{what}_s{stage}")
+
+    def per_class(self, build, stage: int, what: str):
+        """Evaluate ``build(state_frac)`` for each distinct state format among the lane's states
+        and select by the group at ``stage`` (per-mode formats need a different shift per state)."""
+        fracs = [int(self.layer.model.state_frac[p]) for p in self.states]
+        classes = sorted(set(fracs))
+        results = [build(frac) for frac in classes]
+        if len(results) == 1:
+            return results[0]
+        index = self.rom_unsigned([classes.index(f) for f in fracs], f"{what}_class", stage)
+        width = max(len(Value.cast(r)) for r in results)
+        return SSMLayer._select(self.m, results, index, signed(width), self.name(what))

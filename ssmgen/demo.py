@@ -67,7 +67,7 @@ def run_demo(config_path, *, out_dir: Path, simulator: str = "verilator", seed: 
     if model.abar_corrected:
         print(f"    ({model.abar_corrected} Abar pole(s) pulled inside the unit circle)")
     print(f"  hardware:   lanes {hw['lanes']}, {hw['complex_multipliers']} real multipliers per "
-          f"complex product")
+          f"complex product, {hw['loop_stages']} pipeline stage(s) in the state-update loop")
     print(f"  cycles/timestep: {result.cycles_per_timestep:g} measured, "
           f"{hw['cycles_per_timestep']} in manifest")
     print(f"  latency:    {result.latency_cycles} cycles measured, {hw['latency_cycles']} in manifest")

@@ -1,5 +1,6 @@
 """The RTL regression's configs: s4d and s5, Abar 2..16 bits, state 4..24 bits, every rounding
-and overflow mode, per-mode state formats, narrow accumulators, lanes in {1, a divisor, all}.
+and overflow mode, per-mode state formats, narrow accumulators, lanes in {1, a divisor, all}, state-update loops of
+1..4 pipeline stages.
 
 The flag beside each config marks those whose stimulus must actually overflow the state, the
 output or an accumulator (checked by flipping wrap <-> saturate and seeing the outputs change).
@@ -13,7 +14,8 @@ import copy
 def make_config(name, kind, *, channels, size, lanes, abar=(12, 1), bbar=(8, 0), c=(8, 0),
                 d=(8, 2), input=(8, 3), state=(16, 5), output=(12, 5), rounding="half_even",
                 overflow="saturate", per_component=None, state_int_bits=None, state_acc=None,
-                output_acc=None, complex_multipliers=3, seed=0, dt=(0.01, 0.1)):
+                output_acc=None, complex_multipliers=3, seed=0, dt=(0.01, 0.1),
+                loop_stages="auto"):
     """A config dict (TOML structure). ``size`` is P for s5 and N for s4d."""
     formats = dict(abar=abar, bbar=bbar, c=c, d=d, input=input, state=state, output=output)
     quant = {"defaults": {"rounding": rounding, "overflow": overflow}}
@@ -31,7 +33,8 @@ def make_config(name, kind, *, channels, size, lanes, abar=(12, 1), bbar=(8, 0),
     return {"name": name, "model": model,
             "weights": {"source": "random", "seed": seed, "dt_min": dt[0], "dt_max": dt[1]},
             "quant": quant,
-            "hardware": {"lanes": lanes, "complex_multipliers": complex_multipliers}}
+            "hardware": {"lanes": lanes, "complex_multipliers": complex_multipliers,
+                         "loop_stages": loop_stages}}
 
 
 # (config, overflows)
@@ -47,7 +50,7 @@ REGRESSION = [
     (make_config("s5_parallel_toward_zero", "s5", channels=3, size=4, lanes=4,
                  state=(16, 6), rounding="toward_zero"), False),
     (make_config("s5_lanes1_state_wrap", "s5", channels=2, size=4, lanes=1, abar=(10, 1),
-                 state=(10, 0), per_component={"state": {"overflow": "wrap"}}), True),
+                 state=(10, 0), per_component={"state": {"overflow": "wrap"}}, loop_stages=1), True),
     (make_config("s5_lanes2_floor", "s5", channels=2, size=6, lanes=2, abar=(6, 1),
                  state=(8, 3), rounding="floor"), False),
     (make_config("s5_abar2", "s5", channels=2, size=4, lanes=2, abar=(2, 1), state=(6, 0),
@@ -75,11 +78,13 @@ REGRESSION = [
      True),
     (make_config("s5_four_multipliers", "s5", channels=2, size=4, lanes=4, complex_multipliers=4,
                  abar=(14, 1), state=(18, 6)), False),
+    (make_config("s4d_four_multipliers_lanes1", "s4d", channels=2, size=4, lanes=1,
+                 complex_multipliers=4, abar=(10, 1), state=(12, 4), loop_stages=2), False),
     (make_config("s5_output_wrap", "s5", channels=2, size=4, lanes=4, output=(6, 1),
                  per_component={"output": {"overflow": "wrap", "rounding": "floor"}}), True),
     (make_config("s4d_mixed_rounding", "s4d", channels=2, size=8, lanes=2, state=(9, 3),
                  per_component={"input": {"rounding": "floor"}, "state": {"rounding": "toward_zero"},
-                                "output": {"rounding": "half_up"}}), False),
+                                "output": {"rounding": "half_up"}}, loop_stages=3), False),
     (make_config("s5_state_saturate_half_even_lanes3", "s5", channels=3, size=6, lanes=3,
                  abar=(9, 1), state=(6, 1), output=(8, 3)), True),
 ]

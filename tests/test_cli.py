@@ -92,4 +92,4 @@ def test_demo_on_built_in_default_reports_zero_mismatches(tmp_path):
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mismatches = 0" in proc.stdout
-    assert "cycles/timestep: 4 measured, 4 in manifest" in proc.stdout
+    assert "cycles/timestep: 8 measured, 8 in manifest" in proc.stdout
