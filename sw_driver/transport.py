@@ -29,7 +29,7 @@ from .protocol import (
 )
 
 __all__ = ["Transport", "SerialTransport", "ReferenceDevice", "DeviceModelTransport", "Fault",
-           "FAULT_KINDS", "DIRECTIONS"]
+           "FaultInjector", "FAULT_KINDS", "DIRECTIONS"]
 
 
 class Transport:
@@ -250,6 +250,54 @@ class Fault:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {self.kind!r}")
 
 
+class FaultInjector:
+    """Applies ``Fault`` entries and random faults to frames, one direction's frames counted
+    separately. Shared by every transport that injects faults (DeviceModelTransport here, the
+    simulated board top in ``ssmgen.sim.board_transport``).
+
+    ``faults``: Fault entries at given frame indices. ``fault_rate``: probability that each frame
+    (in ``fault_directions``) gets a fault drawn from ``fault_kinds``, with ``random.Random(seed)``.
+    ``log`` lists what was injected.
+    """
+
+    def __init__(self, faults=(), *, fault_rate: float = 0.0, fault_kinds=FAULT_KINDS,
+                 fault_directions=DIRECTIONS, seed: int = 0):
+        self.faults = {(f.direction, f.index): f.kind for f in faults}
+        for kind in fault_kinds:
+            Fault(DIRECTIONS[0], kind, 0)                 # validates the names
+        for direction in fault_directions:
+            Fault(direction, FAULT_KINDS[0], 0)
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be in 0..1, not {fault_rate}")
+        self.fault_rate, self.fault_kinds = fault_rate, tuple(fault_kinds)
+        self.fault_directions = tuple(fault_directions)
+        self.rng = random.Random(seed)
+        self.frames = {d: 0 for d in DIRECTIONS}
+        self.log: list[str] = []
+
+    def inject(self, direction: str, data: bytes) -> bytes:
+        """The bytes of one frame travelling in ``direction`` as they arrive (possibly none)."""
+        index = self.frames[direction]
+        self.frames[direction] += 1
+        kind = self.faults.get((direction, index))
+        if (kind is None and self.fault_rate and direction in self.fault_directions
+                and self.rng.random() < self.fault_rate):
+            kind = self.rng.choice(self.fault_kinds)
+        if kind is None:
+            return data
+        self.log.append(f"{direction} frame {index}: {kind}")
+        rng = self.rng
+        if kind == "drop" or not data:
+            return b""
+        if kind == "corrupt":
+            out = bytearray(data)
+            out[rng.randrange(len(out))] ^= rng.randrange(1, 256)
+            return bytes(out)
+        if kind == "truncate":
+            return data[:rng.randrange(1, len(data))] if len(data) > 1 else b""
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 17))) + data   # garbage
+
+
 class DeviceModelTransport(Transport):
     """The driver's link to an in-process ReferenceDevice.
 
@@ -268,43 +316,27 @@ class DeviceModelTransport(Transport):
                 raise ValueError("DeviceModelTransport needs a model or a ReferenceDevice")
             device = ReferenceDevice(model, max_batch=max_batch)
         self.device = device
-        self.faults = {(f.direction, f.index): f.kind for f in faults}
-        for kind in fault_kinds:
-            Fault(DIRECTIONS[0], kind, 0)                 # validates the names
-        for direction in fault_directions:
-            Fault(direction, FAULT_KINDS[0], 0)
-        if not 0.0 <= fault_rate <= 1.0:
-            raise ValueError(f"fault_rate must be in 0..1, not {fault_rate}")
-        self.fault_rate, self.fault_kinds = fault_rate, tuple(fault_kinds)
-        self.fault_directions = tuple(fault_directions)
+        self.injector = FaultInjector(faults, fault_rate=fault_rate, fault_kinds=fault_kinds,
+                                      fault_directions=fault_directions, seed=seed)
         self.seed = seed
-        self.rng = random.Random(seed)
+        self.rng = self.injector.rng
+        self.frames = self.injector.frames
+        self.fault_log = self.injector.log
         self.read_chunk = read_chunk
-        self.frames = {d: 0 for d in DIRECTIONS}
-        self.fault_log: list[str] = []
         self._rx = bytearray()
         self.closed = False
 
+    # The fault settings live in the injector; they may be changed between requests.
+    fault_rate = property(lambda self: self.injector.fault_rate,
+                          lambda self, value: setattr(self.injector, "fault_rate", value))
+    fault_kinds = property(lambda self: self.injector.fault_kinds,
+                           lambda self, value: setattr(self.injector, "fault_kinds", tuple(value)))
+    fault_directions = property(lambda self: self.injector.fault_directions,
+                                lambda self, value: setattr(self.injector, "fault_directions",
+                                                            tuple(value)))
+
     def _inject(self, direction: str, data: bytes) -> bytes:
-        index = self.frames[direction]
-        self.frames[direction] += 1
-        kind = self.faults.get((direction, index))
-        if (kind is None and self.fault_rate and direction in self.fault_directions
-                and self.rng.random() < self.fault_rate):
-            kind = self.rng.choice(self.fault_kinds)
-        if kind is None:
-            return data
-        self.fault_log.append(f"{direction} frame {index}: {kind}")
-        rng = self.rng
-        if kind == "drop" or not data:
-            return b""
-        if kind == "corrupt":
-            out = bytearray(data)
-            out[rng.randrange(len(out))] ^= rng.randrange(1, 256)
-            return bytes(out)
-        if kind == "truncate":
-            return data[:rng.randrange(1, len(data))] if len(data) > 1 else b""
-        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 17))) + data   # garbage
+        return self.injector.inject(direction, data)
 
     def write(self, data: bytes) -> None:
         if self.closed:

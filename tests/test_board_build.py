@@ -1,0 +1,96 @@
+"""``ssmgen build``: board bitstreams through amaranth-boards and the YoWASP tools.
+
+The iCEBreaker build of a tiny config and the over-capacity check run in CI (``synth`` marker,
+about a minute each on 2 shared cores). The ULX3S build (also about a minute, measured) is marked
+``slow`` to keep CI short: ``make test-slow`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tomli_w
+from synth_configs import SYNTH_CONFIGS
+
+from ssmgen.cli import main
+from ssmgen.config import parse_config
+from ssmgen.golden.quantized import load_model
+from ssmgen.hw.board_top import uart_divisor
+from ssmgen.synth.board import BOARDS, BoardBuildError, build_board
+
+
+def write_config(tmp_path, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(SYNTH_CONFIGS[name]))
+    return path
+
+
+def test_unknown_board_lists_the_allowed_ones(tmp_path, capsys):
+    config = write_config(tmp_path, "s4d_tiny")
+    with pytest.raises(SystemExit) as exc:
+        main(["build", str(config), "--board", "de10-nano", "-o", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'de10-nano'" in err and "icebreaker" in err and "ulx3s-85f" in err
+    model = load_model(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    with pytest.raises(ValueError, match="--board must be one of icebreaker, ulx3s-85f, not 'x'"):
+        build_board(model, "x", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_baud_rate_the_clock_cannot_make_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="Baud 4000000 cannot be generated from a 12 MHz clock"):
+        uart_divisor(12e6, 4_000_000)
+    assert uart_divisor(12e6, 115200) == 104 and uart_divisor(25e6, 115200) == 217
+    model = load_model(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    with pytest.raises(ValueError, match="Baud 4000000 cannot be generated from a 25 MHz clock"):
+        build_board(model, "ulx3s-85f", tmp_path / "out", baud=4_000_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def check_build(tmp_path, board_name, code, out):
+    board = BOARDS[board_name]
+    assert code == 0, out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    bitstream = tmp_path / "out" / f"ssmgen_top{board.bitstream}"
+    assert report["bitstream"] == bitstream.name and bitstream.stat().st_size > 10_000
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model_hash"] == report["model_hash"]
+    assert manifest["board"]["max_batch"] == report["max_batch"] == 8
+    assert 0 < report["resources"]["dsps"] <= report["capacity"]["dsps"]
+    assert report["fmax_valid"] and report["timing_met"], report["fmax_note"]
+    assert report["fmax_mhz"] >= report["clock_mhz"]
+    assert f"Fmax {report['fmax_mhz']} MHz" in out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.build-")]
+    return report
+
+
+@pytest.mark.synth
+def test_build_icebreaker_bitstream(tmp_path, capsys):
+    config = write_config(tmp_path, "s4d_tiny")
+    code = main(["build", str(config), "--board", "icebreaker", "-o", str(tmp_path / "out"),
+                 "--max-batch", "8"])
+    report = check_build(tmp_path, "icebreaker", code, capsys.readouterr().out)
+    assert report["uart_divisor"] == 104 and report["clock_mhz"] == 12.0
+    assert report["placed"]["ICESTORM_DSP"]["used"] == report["resources"]["dsps"]
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_build_ulx3s_bitstream(tmp_path, capsys):
+    config = write_config(tmp_path, "s4d_tiny")
+    code = main(["build", str(config), "--board", "ulx3s-85f", "-o", str(tmp_path / "out"),
+                 "--max-batch", "8"])
+    report = check_build(tmp_path, "ulx3s-85f", code, capsys.readouterr().out)
+    assert report["uart_divisor"] == 217 and report["clock_mhz"] == 25.0
+    assert report["placed"]["MULT18X18D"]["used"] == report["resources"]["dsps"]
+
+
+@pytest.mark.synth
+def test_over_capacity_names_the_resource_and_writes_nothing(tmp_path):
+    model = load_model(parse_config(SYNTH_CONFIGS["s5_tiny"]))       # 11 multipliers > 8 DSPs
+    with pytest.raises(BoardBuildError, match=r"does not fit the 1BitSquared iCEBreaker .*"
+                                              r"dsps: 11 needed, 8 available"):
+        build_board(model, "icebreaker", tmp_path / "out", progress=lambda msg: None)
+    assert list(tmp_path.iterdir()) == []             # neither the folder nor a temporary one
