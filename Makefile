@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 # pytest workers: the RTL regression builds one simulator model per config.
 JOBS   ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]' torch==2.13.0   # exact pin: CPU wheel
 	touch $@
 
 demo: $(VENV)/.installed
@@ -18,6 +18,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(JOBS) -ra
+
+# nightly-style: the tests marked slow (e.g. the ULX3S bitstream build), which `test` deselects
+test-slow: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(JOBS) -ra -m slow
 
 bench: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_core.py

@@ -37,7 +37,8 @@ from .fixedpoint import (INT64_SAFE_BITS, Overflow, Quantizer, apply_overflow, r
                          to_float)
 from .weights import SSMWeights, load_npz
 
-__all__ = ["AccumulatorPlan", "QuantizedSSM", "quantize_model", "load_model", "quantize_abar"]
+__all__ = ["AccumulatorPlan", "QuantizedSSM", "quantize_model", "load_model", "quantize_abar",
+           "quantize_weight"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,13 @@ def _quantize_weight(values, quantizer: Quantizer, name: str):
             f"(range {fmt.min_value:g}..{fmt.max_value:g}) and overflow = \"wrap\" would turn it "
             f"into garbage; widen the integer bits or use overflow = \"saturate\"")
     return apply_overflow(rounded, fmt.width, Overflow.SATURATE), int(np.count_nonzero(outside))
+
+
+def quantize_weight(values, quantizer: Quantizer, name: str) -> np.ndarray:
+    """Constant weights -> int64 in ``quantizer``'s format: its rounding, then a clamp (a weight
+    that would wrap under ``overflow = "wrap"`` raises ConfigError naming ``quant.<name>``).
+    Used for every weight of the network and by QAT's fake quantization."""
+    return _quantize_weight(values, quantizer, name)[0]
 
 
 def _auto_state_int_bits(weights: SSMWeights, abar_q: np.ndarray, bbar_q: np.ndarray,

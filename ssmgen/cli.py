@@ -122,6 +122,34 @@ def format_synth_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_build(args) -> int:
+    from .synth.board import build_board
+    model = _load(args.config)
+    report = build_board(model, args.board, args.output, baud=args.baud,
+                         max_batch=args.max_batch, progress=_progress)
+    print(format_board_report(report))
+    print(f"wrote {Path(args.output) / report['bitstream']}, manifest.json and report.json")
+    print(f"flash: {report['flash']}")
+    return 1 if report["fmax_valid"] and not report["timing_met"] else 0
+
+
+def format_board_report(report: dict) -> str:
+    res = report["resources"]
+    lines = [f"{report['config']} on {report['description']}: {report['clock_mhz']:g} MHz, "
+             f"UART {report['baud']} baud (divisor {report['uart_divisor']}), "
+             f"max_batch {report['max_batch']}",
+             "  board top:   " + ", ".join(f"{k} {v}" for k, v in res.items()),
+             "  of device:   " + ", ".join(f"{k} {round(100.0 * res.get(k, 0) / cap, 1)}%"
+                                        for k, cap in report["capacity"].items() if cap)]
+    if report["fmax_mhz"] is None or not report["fmax_valid"]:
+        lines.append(f"  Fmax unknown ({report['fmax_note']}): timing not verified")
+    else:
+        verdict = "met" if report["timing_met"] else "NOT MET: the bitstream may misbehave"
+        lines.append(f"  Fmax {report['fmax_mhz']} MHz for a {report['clock_mhz']:g} MHz clock: "
+                     f"timing {verdict}")
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config or default_config_path(), out_dir=Path(args.output),
@@ -155,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-place", action="store_true", help="Yosys only (no nextpnr, no Fmax)")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("build", help="bitstream for a board: the accelerator behind a UART link")
+    p.add_argument("config")
+    p.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"),
+                   help="iCEBreaker (iCE40 UP5K) -> .bin, ULX3S 85F (ECP5) -> .bit")
+    p.add_argument("-o", "--output", required=True,
+                   help="folder for the bitstream, manifest.json, report.json and logs")
+    p.add_argument("--baud", type=int, default=115200, help="UART rate (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="timesteps per STREAM frame = output buffer (1..255, default: %(default)s)")
+    p.set_defaults(func=cmd_build)
+
     p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")
     p.add_argument("config", nargs="?", help="config (default: the built-in default)")
     p.add_argument("-o", "--output", default="ssmgen-demo", help="folder for the RTL (default: %(default)s)")
@@ -163,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=64)
     p.set_defaults(func=cmd_demo)
+
+    from .train.commands import add_parsers as add_train_parsers   # train, eval (PTQ / QAT)
+    add_train_parsers(sub)
     return parser
 
 

@@ -39,6 +39,12 @@ Reference (every key; see examples/ for complete files)::
     [hardware]
     lanes = 8                         # states updated per clock cycle; must divide the state count
     complex_multipliers = 3           # real multipliers per complex product: 3 (Gauss) or 4
+    loop_stages = "auto"              # registers in the state-update loop: 1..min(G, 7), G = P/lanes;
+                                      # "auto" = min(G, 7). A state is revisited every G cycles, so the
+                                      # loop may take up to G cycles; more stages = higher Fmax
+
+    [network]                         # optional: a whole model (encoder, L layers, pooling,
+                                      # decoder) around the layer; see ssmgen/network_config.py
 """
 
 from __future__ import annotations
@@ -92,10 +98,15 @@ class QuantConfig:
     abar_stability: str
 
 
+#: Most registers the state-update loop can use (see hw/ssm_layer.py: LOOP_CUTS + the state itself).
+MAX_LOOP_STAGES = 7
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     lanes: int
     complex_multipliers: int
+    loop_stages: int            #: pipeline registers in the state-update loop (1..min(G, 7))
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,8 @@ class SSMConfig:
     hardware: HardwareConfig
     weights: WeightsSource
     source: dict = field(default_factory=dict, compare=False, repr=False)
+    #: ``[network]`` (ssmgen.network_config.NetworkConfig): a whole model; None: one layer.
+    network: object = None
 
     @property
     def cycles_per_timestep(self) -> int:
@@ -253,7 +266,7 @@ def _quant(table, model) -> QuantConfig:
 
 def _hardware(table, model) -> HardwareConfig:
     where = "hardware"
-    _reject_unknown(table, ("lanes", "complex_multipliers"), where)
+    _reject_unknown(table, ("lanes", "complex_multipliers", "loop_stages"), where)
     lanes = _int(table, "lanes", where, lo=1, hi=model.states, default=model.states)
     if model.states % lanes:
         divisors = [d for d in range(1, model.states + 1) if model.states % d == 0]
@@ -262,7 +275,17 @@ def _hardware(table, model) -> HardwareConfig:
     mults = table.get("complex_multipliers", 3)
     if isinstance(mults, bool) or not isinstance(mults, int) or mults not in (3, 4):
         raise ConfigError(f"hardware.complex_multipliers: must be 3 or 4, not {mults!r}")
-    return HardwareConfig(lanes, mults)
+    # A state is read again G = P / lanes cycles after it was read, so its update may take up to
+    # G cycles (registers): beyond 7 there is nothing left in the loop worth splitting.
+    most = min(model.states // lanes, MAX_LOOP_STAGES)
+    stages = table.get("loop_stages", "auto")
+    if stages == "auto":
+        stages = most
+    elif isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= most:
+        raise ConfigError(f"hardware.loop_stages: must be \"auto\" or an integer 1..{most} "
+                          f"(at most min(P / lanes, {MAX_LOOP_STAGES}) = min({model.states // lanes}, "
+                          f"{MAX_LOOP_STAGES})), not {stages!r}")
+    return HardwareConfig(lanes, mults, stages)
 
 
 def _weights(table, base_dir) -> WeightsSource:
@@ -290,7 +313,7 @@ def _weights(table, base_dir) -> WeightsSource:
 def parse_config(data: dict, *, base_dir: Path | str = ".", default_name: str = "ssm") -> SSMConfig:
     """Validate a config already read into a dict (TOML structure)."""
     _expect_table(data, "config")
-    _reject_unknown(data, ("name", "model", "weights", "quant", "hardware"), "config")
+    _reject_unknown(data, ("name", "model", "weights", "quant", "hardware", "network"), "config")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"name: must be an identifier (letters, digits, _), not {name!r}")
@@ -301,7 +324,11 @@ def parse_config(data: dict, *, base_dir: Path | str = ".", default_name: str = 
     quant = _quant(_expect_table(data["quant"], "quant"), model)
     hardware = _hardware(_expect_table(data.get("hardware", {}), "hardware"), model)
     weights = _weights(_expect_table(data["weights"], "weights"), Path(base_dir))
-    return SSMConfig(name, model, quant, hardware, weights, source=data)
+    network = None
+    if "network" in data:   # a whole model around the layer: see ssmgen/network_config.py
+        from .network_config import parse_network
+        network = parse_network(data["network"], model, data["quant"])
+    return SSMConfig(name, model, quant, hardware, weights, source=data, network=network)
 
 
 def load_config(path) -> SSMConfig:

@@ -203,6 +203,20 @@ def test_lanes_must_divide_the_state_count():
         assert parse_config(with_(valid(), "hardware.lanes", lanes)).cycles_per_timestep == 8 // lanes
 
 
+def test_loop_stages_auto_and_bounds():
+    """The state-update loop may take up to G = P / lanes cycles (and at most 7 registers)."""
+    for lanes, auto in ((1, 7), (2, 4), (4, 2), (8, 1)):
+        config = parse_config(with_(valid(), "hardware.lanes", lanes))
+        assert config.hardware.loop_stages == auto
+    assert parse_config(with_(with_(valid(), "hardware.lanes", 2), "hardware.loop_stages", 1)
+                        ).hardware.loop_stages == 1
+    rejects(with_(with_(valid(), "hardware.lanes", 2), "hardware.loop_stages", 5),
+            "hardware.loop_stages", "1..4", "not 5")
+    rejects(with_(valid(), "hardware.loop_stages", 0), "hardware.loop_stages", "not 0")
+    rejects(with_(valid(), "hardware.loop_stages", "max"), "hardware.loop_stages", "\"auto\"")
+    rejects(with_(valid(), "hardware.loop_stages", True), "hardware.loop_stages")
+
+
 @pytest.mark.parametrize("value", [2, 5, 0, True, 3.0, "3"])
 def test_complex_multipliers(value):
     rejects(with_(valid(), "hardware.complex_multipliers", value), "hardware.complex_multipliers",
@@ -251,7 +265,7 @@ def test_model_and_weights_fields(path, value, fragments):
 # --- unknown keys, missing sections and components, wrong table types ---------------------------
 
 @pytest.mark.parametrize("path, fragments", [
-    ("colour", ["config: unknown key(s) colour", "allowed: hardware, model, name, quant, weights"]),
+    ("colour", ["config: unknown key(s) colour", "allowed: hardware, model, name, network, quant, weights"]),
     ("model.depth", ["model: unknown key(s) depth", "allowed: channels, kind, state_size, states"]),
     ("weights.file", ["weights: unknown key(s) file", "allowed: dt_max, dt_min, seed, source"]),
     ("quant.gamma", ["quant: unknown key(s) gamma", "abar", "state_acc", "abar_stability"]),

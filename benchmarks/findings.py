@@ -1,0 +1,253 @@
+"""Findings: how far our SSMs quantize (the shape of Q-S5's and QS4D's results on our tasks).
+
+For each task: train a float model (or reuse its checkpoint), then
+
+* float vs PTQ vs QAT accuracy with every tensor at one width W (16/12/10/8/6/4/3/2 bits);
+* the issue's two targets: QAT with 8-bit weights/state/activations, and QAT with 4-bit weights
+  (Abar, Bbar, C, D, encoder, mixing, decoder) with 8-bit state and activations;
+* per-component PTQ sensitivity: everything at 16 bits except one component (Abar, state, Bbar,
+  C, D, activations) at 8/6/4/3/2 bits; and the state with one format for all modes (per-tensor)
+  vs a format per mode.
+
+PTQ and QAT accuracies are those of the golden integer network (bit-exact spec of the hardware)
+on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings.json. A
+benchmark prints and records figures; it asserts nothing.
+
+Run:  python benchmarks/findings.py [--tasks sdigits,sfreq] [--epochs 100] [--qat-epochs 8]
+      (checkpoints are kept under build/findings/ and reused on the next run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssmgen.train.commands import widths_from_bits
+from ssmgen.train.loop import evaluate_golden, evaluate_torch, fit, load_checkpoint, save_checkpoint
+from ssmgen.train.model import SSMNetwork
+from ssmgen.train.ptq import build_config, calibrate, parse, uniform_widths
+from ssmgen.train.tasks import load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTHS = (16, 12, 10, 8, 6, 4, 3, 2)
+SENS_WIDTHS = (8, 6, 4, 3, 2)
+COMPONENTS = {"Abar": ("abar",), "state": ("state",), "Bbar": ("bbar",), "C": ("c",),
+              "D": ("d",), "activations": ("stream", "ssm_out", "net_input", "pool")}
+MODEL = dict(kind="s4d", channels=32, modes=16, layers=2)
+TASK_ORDER = ("sdigits", "sfreq")
+
+
+def log(msg):
+    print(f"[findings {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def float_model(task, args, work: Path) -> SSMNetwork:
+    ckpt = work / f"{task.name}_float.pt"
+    if ckpt.exists():
+        log(f"{task.name}: reusing {ckpt}")
+        return load_checkpoint(ckpt)
+    model = SSMNetwork(inputs=task.inputs, classes=task.classes, seed=args.seed,
+                       dropout=args.dropout, **MODEL)
+    start = time.perf_counter()
+    fit(model, task.x_train, task.y_train, epochs=args.epochs, lr=args.lr, seed=args.seed,
+        weight_decay=args.weight_decay, progress=False)
+    log(f"{task.name}: float training {time.perf_counter() - start:.0f} s")
+    save_checkpoint(model, ckpt)
+    return model
+
+
+def run_task(name: str, args, work: Path) -> dict:
+    task = load_task(name)
+    model = float_model(task, args, work)
+    float_acc, _ = evaluate_torch(model, task.x_test, task.y_test)
+    weights = model.network_weights()
+    cal = calibrate(weights, task.x_train[:512], activation=model.activation)
+    log(f"{name}: float {float_acc:.4f}")
+
+    def ptq(widths, **kw):
+        cfg = parse(build_config(model.meta, cal, widths, steps=task.steps, **kw))
+        return evaluate_golden(cfg, weights, task.x_test, task.y_test)[0]
+
+    def qat(widths):
+        m = load_checkpoint(work / f"{name}_float.pt")
+        cfg = parse(build_config(m.meta, cal, widths, steps=task.steps))
+        start = time.perf_counter()
+        fit(m, task.x_train, task.y_train, epochs=args.qat_epochs, lr=args.qat_lr,
+            seed=args.seed + 1, config=cfg, progress=False)
+        acc = evaluate_golden(cfg, m.network_weights(), task.x_test, task.y_test)[0]
+        return acc, time.perf_counter() - start
+
+    result = {"task": name, "train": len(task.x_train), "test": len(task.x_test),
+              "float": float_acc, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
+              "lr": args.lr, "qat_lr": args.qat_lr, "seed": args.seed,
+              "command": "python benchmarks/findings.py " + " ".join(args.argv), "uniform": [], "targets": [], "sensitivity": {},
+              "state_scale": []}
+    qat_widths = set(args.qat_widths)
+    for w in args.widths:
+        row = {"width": w, "ptq": ptq(uniform_widths(w))}
+        # QAT where PTQ lost more than half a point (elsewhere PTQ already matches float)
+        if w in qat_widths and (args.qat_all or row["ptq"] < float_acc - 0.005):
+            row["qat"], row["qat_seconds"] = qat(uniform_widths(w))
+        log(f"{name}: W={w}: {row}")
+        result["uniform"].append(row)
+    if name == "sdigits":
+        for label, widths in (("QAT 4-bit weights (incl. Abar), 8-bit state and activations",
+                               widths_from_bits(weights=4, state=8, activations=8)),
+                              ("QAT 4-bit weights, 8-bit Abar, state and activations",
+                               widths_from_bits(weights=4, state=8, activations=8, abar=8))):
+            acc, seconds = qat(widths)
+            row = {"label": label, "qat": acc, "ptq": ptq(widths), "qat_seconds": seconds,
+                   "delta": acc - float_acc}
+            log(f"{name}: target {row}")
+            result["targets"].append(row)
+    if name == "sdigits":     # the 8-bit target is the uniform W=8 row (biases 8 bits too)
+        eight = next((row for row in result["uniform"] if row["width"] == 8), None)
+        if eight is not None:
+            acc = eight.get("qat", eight["ptq"])
+            result["targets"].insert(0, {"label": "QAT 8-bit weights, state, activations"
+                                         + ("" if "qat" in eight else " (PTQ already within 0.5%)"),
+                                         "qat": acc, "ptq": eight["ptq"],
+                                         "delta": acc - float_acc})
+    for comp, keys in COMPONENTS.items():
+        row = {}
+        for w in args.sens_widths:
+            row[w] = ptq(uniform_widths(16, **{k: w for k in keys}))
+        result["sensitivity"][comp] = row
+        log(f"{name}: sensitivity {comp}: {row}")
+    for w in [w for w in (10, 8, 6) if w in args.sens_widths or w == 10]:
+        widths = uniform_widths(16, state=w)
+        result["state_scale"].append({"width": w, "per_mode": ptq(widths),
+                                      "per_tensor": ptq(widths, per_mode_state=False)})
+    return result
+
+
+def pct(x):
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def write_markdown(results, path: Path):
+    lines = ["# Quantization findings", "",
+             "Generated by `benchmarks/findings.py` (the command and run time of each task are "
+             f"below; {os.cpu_count()} CPU cores shared with other work, "
+             f"{platform.python_implementation()} {platform.python_version()}, "
+             f"torch {torch.__version__}). Do not edit by hand.", "",
+             f"Model: {MODEL['kind']}, H = {MODEL['channels']}, {MODEL['modes']} complex modes per "
+             f"channel, {MODEL['layers']} layers, ReLU, mean pooling (`ssmgen train` defaults). "
+             "QAT fine-tunes the float model. Formats: power-of-two scales calibrated on 512 "
+             "training samples (per-mode integer bits for the state), half_even rounding, "
+             "saturation, full-precision accumulators. PTQ and QAT accuracies are measured on the "
+             "golden integer network (bit-exact spec of the hardware) on the whole test split.", ""]
+    for r in results:
+        lines += [f"## {r['task']} ({r['train']} train / {r['test']} test)", "",
+                  f"`{r['command']}`: float training {r['epochs']} epochs (lr {r['lr']}), "
+                  f"QAT {r['qat_epochs']} epochs (lr {r['qat_lr']}), seed {r['seed']}; "
+                  f"{r.get('minutes', '?')} min.", "",
+                  f"Float accuracy: **{pct(r['float'])}%**.", "",
+                  "### Every tensor at W bits", "",
+                  "QAT runs where PTQ loses more than 0.5 points, at the widths given by "
+                  "`--qat-widths` (— : not run).", "",
+                  "| W | float | PTQ | QAT |", "|---|---|---|---|"]
+        for row in r["uniform"]:
+            lines.append(f"| {row['width']} | {pct(r['float'])} | {pct(row['ptq'])} | "
+                         f"{pct(row.get('qat'))} |")
+        if r["targets"]:
+            lines += ["", "### Targets", "", "| configuration | PTQ | QAT | QAT − float |",
+                      "|---|---|---|---|"]
+            for row in r["targets"]:
+                lines.append(f"| {row['label']} | {pct(row['ptq'])} | {pct(row['qat'])} | "
+                             f"{100 * row['delta']:+.1f} |")
+        sens = sorted(next(iter(r["sensitivity"].values())), reverse=True)
+        lines += ["", "### PTQ sensitivity: one component at W bits, the rest at 16", "",
+                  "| component | " + " | ".join(f"W={w}" for w in sens) + " |",
+                  "|---|" + "---|" * len(sens)]
+        for comp, row in r["sensitivity"].items():
+            lines.append(f"| {comp} | " + " | ".join(pct(row[w]) for w in sens) + " |")
+        lines += ["", "### State format: one per mode vs one for all modes (PTQ, rest at 16)", "",
+                  "| state W | per mode | per tensor |", "|---|---|---|"]
+        for row in r["state_scale"]:
+            lines.append(f"| {row['width']} | {pct(row['per_mode'])} | {pct(row['per_tensor'])} |")
+        lines.append("")
+    lines += ["![accuracy vs width](findings.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_plot(results, path: Path):
+    try:
+        import matplotlib
+    except ImportError:
+        log("matplotlib is not installed: no plot (pip install matplotlib)")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(results), 2, figsize=(11, 4 * len(results)), squeeze=False)
+    for (ax1, ax2), r in zip(axes, results):
+        ws = [row["width"] for row in r["uniform"]]
+        ax1.axhline(100 * r["float"], color="k", ls="--", label="float")
+        ax1.plot(ws, [100 * row["ptq"] for row in r["uniform"]], "o-", label="PTQ")
+        q = [(row["width"], 100 * row["qat"]) for row in r["uniform"] if "qat" in row]
+        if q:
+            ax1.plot(*zip(*q), "s-", label="QAT")
+        ax1.set(xlabel="bits (every tensor)", ylabel="test accuracy %", title=r["task"],
+                ylim=(0, 100))
+        ax1.invert_xaxis()
+        ax1.legend()
+        for comp, row in r["sensitivity"].items():
+            sens = sorted(row, reverse=True)
+            ax2.plot(sens, [100 * row[w] for w in sens], "o-", label=comp)
+        ax2.set(xlabel="bits (one component; rest 16)", ylabel="PTQ accuracy %",
+                title=f"{r['task']}: PTQ sensitivity", ylim=(0, 100))
+        ax2.invert_xaxis()
+        ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="sdigits,sfreq")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--qat-epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--qat-lr", type=float, default=0.002)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
+    parser.add_argument("--qat-widths", type=int, nargs="+", default=list(WIDTHS))
+    parser.add_argument("--sens-widths", type=int, nargs="+", default=list(SENS_WIDTHS))
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite findings.md / .png from the stored findings_*.json")
+    parser.add_argument("--qat-all", action="store_true",
+                        help="QAT at every width, also where PTQ already matches float")
+    parser.add_argument("--work", default=str(ROOT / "build" / "findings"))
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    args = parser.parse_args(argv)
+    args.argv = argv if argv is not None else __import__("sys").argv[1:]
+    torch.set_num_threads(1)   # small tensors: threads only add overhead (and spin under load)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [] if args.report_only else args.tasks.split(","):
+        start = time.perf_counter()
+        result = run_task(name, args, work)
+        result["minutes"] = round((time.perf_counter() - start) / 60, 1)
+        (out / f"findings_{name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    # the report covers every task measured so far (tasks may be run by separate invocations)
+    results = [json.loads((out / f"findings_{name}.json").read_text()) for name in TASK_ORDER
+               if (out / f"findings_{name}.json").exists()]
+    for r in results:   # JSON turned the integer keys of the sensitivity rows into strings
+        r["sensitivity"] = {c: {int(w): v for w, v in row.items()} for c, row in r["sensitivity"].items()}
+    write_markdown(results, out / "findings.md")
+    write_plot(results, out / "findings.png")
+    log(f"wrote {out / 'findings.md'} and findings.png")
+
+
+if __name__ == "__main__":
+    main()

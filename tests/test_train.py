@@ -1,0 +1,239 @@
+"""Training (train/, PyTorch): fake quantization is golden/'s, the QAT forward pass equals the
+golden integer network bit for bit, training runs on tiny subsets, export -> load_config round
+trip, `ssmgen train` / `ssmgen eval` on the command line, and bad inputs name their field.
+
+These tests need the [train] extra (CI installs torch==2.13.0); sizes are tiny (seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the [train] extra (PyTorch) is not installed")
+torch.set_num_threads(1)   # tiny tensors: extra threads only spin on a loaded 2-core machine
+
+from ssmgen.cli import main                                           # noqa: E402
+from ssmgen.config import ConfigError, load_config                    # noqa: E402
+from ssmgen.golden.fixedpoint import (FixedFormat, Overflow, Quantizer, Rounding,  # noqa: E402
+                                      quantize_float, round_float, to_float)
+from ssmgen.golden.network import (load_network, load_network_npz,   # noqa: E402
+                                   quantize_network)
+from ssmgen.train.commands import widths_from_bits                    # noqa: E402
+from ssmgen.train.fakequant import fake_quant, fake_quant_weight      # noqa: E402
+from ssmgen.train.loop import evaluate_torch, fit, golden_logits      # noqa: E402
+from ssmgen.train.model import SSMNetwork                             # noqa: E402
+from ssmgen.train.ptq import build_config, calibrate, parse, to_toml  # noqa: E402
+from ssmgen.train.tasks import load_task                              # noqa: E402
+
+SEED = 0x7A1
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task("sdigits").subset(96, 48)
+
+
+@pytest.mark.parametrize("rounding", list(Rounding))
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_fake_quant_is_golden_quantize_float_with_clipped_ste(rounding, overflow):
+    rng = np.random.default_rng(SEED)
+    q = Quantizer(FixedFormat(5, 2), rounding, overflow)
+    # random values, exact ties (k + 1/2 LSBs) and values far outside the range
+    values = np.concatenate([rng.uniform(-3, 3, 500), (np.arange(-40, 40) + 0.5) / 8,
+                             rng.uniform(-100, 100, 50)])
+    x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    out = fake_quant(x, q)
+    ints = quantize_float(values, q)
+    np.testing.assert_array_equal(out.detach().numpy(), to_float(ints, q.format.frac))
+    out.sum().backward()
+    # clipped STE: gradient 1 where the rounded value fits the format, 0 where it overflowed
+    fmt = q.format
+    rounded = round_float(values, fmt.frac, rounding)
+    fits = (rounded >= fmt.min_int) & (rounded <= fmt.max_int)
+    np.testing.assert_array_equal(x.grad.numpy(), fits.astype(np.float64))
+    assert fits.any() and not fits.all()
+
+
+def test_fake_quant_per_mode_fractions():
+    q = Quantizer(FixedFormat(8, 2), Rounding.HALF_EVEN, Overflow.SATURATE)
+    frac = np.array([6, 3, 9])
+    x = torch.tensor([[0.1234, 1.77, 0.01], [-0.5, -3.1, 0.2]], dtype=torch.float64)
+    got = fake_quant(x, q, frac).numpy()
+    np.testing.assert_array_equal(got, to_float(quantize_float(x.numpy(), q, frac=frac), frac))
+
+
+def test_fake_quant_weight_rejects_wrapping_weights_with_the_field():
+    q = Quantizer(FixedFormat(4, 1), Rounding.HALF_EVEN, Overflow.WRAP)
+    with pytest.raises(ConfigError, match="quant.mix"):
+        fake_quant_weight(torch.tensor([3.0], dtype=torch.float64), q, "mix")
+
+
+def _config_for(model, x, widths, steps):
+    cal = calibrate(model.network_weights(), x, activation=model.activation)
+    return parse(build_config(model.meta, cal, widths, steps=steps))
+
+
+@pytest.mark.parametrize("kind,bits", [("s4d", 8), ("s5", 6), ("s4d", 4), ("s5", 12)])
+def test_qat_forward_equals_golden_integer_network(digits, kind, bits):
+    """Eval-mode QAT logits == golden integer logits * 2**-frac, bit for bit (float64 exact)."""
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED + bits)
+    # a short float training so that the network is not at its initialization
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    config = _config_for(model, digits.x_train, widths_from_bits(weights=bits, state=bits,
+                                                                 activations=bits), 64)
+    qnet = quantize_network(config, model.network_weights())
+    assert qnet.float64_exact, qnet.max_exact_bits
+    acc, logits = evaluate_torch(model, digits.x_test, digits.y_test, config=config)
+    golden = golden_logits(qnet, digits.x_test)
+    np.testing.assert_array_equal(logits, golden * 2.0 ** -qnet.logits_frac)
+    assert acc == np.mean(np.argmax(golden, axis=1) == digits.y_test)
+
+
+def test_qat_forward_equals_golden_with_odd_length_and_logits_format():
+    """Non-power-of-two T (the mean's 16-bit constant) and an explicit logits format."""
+    rng = np.random.default_rng(SEED)
+    x = rng.uniform(-1, 1, (12, 7, 2))
+    model = SSMNetwork(kind="s5", inputs=2, channels=3, modes=4, layers=1, classes=3, seed=3)
+    cal = calibrate(model.network_weights(), x)
+    data = build_config(model.meta, cal, widths_from_bits(weights=7, state=9, activations=8),
+                        steps=7)
+    data["network"]["quant"]["logits"] = {"format": "fixed<8,2>", "rounding": "floor"}
+    config = parse(data)
+    qnet = quantize_network(config, model.network_weights())
+    _, logits = evaluate_torch(model, x, np.zeros(12, dtype=np.int64), config=config)
+    np.testing.assert_array_equal(logits, golden_logits(qnet, x) * 2.0 ** -qnet.logits_frac)
+
+
+def test_float_forward_equals_golden_float_reference(digits):
+    from ssmgen.golden.network import run_float_network
+    for kind in ("s4d", "s5"):
+        model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=5)
+        _, logits = evaluate_torch(model, digits.x_test, digits.y_test)
+        ref = run_float_network(model.network_weights(), digits.x_test)
+        np.testing.assert_allclose(logits, ref, rtol=0, atol=1e-9)
+
+
+def test_training_smoke_float_and_qat_reduce_the_loss(digits):
+    model = SSMNetwork(kind="s4d", channels=8, modes=4, layers=1, classes=10, seed=SEED)
+    history = fit(model, digits.x_train, digits.y_train, epochs=4, lr=0.02, progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    config = _config_for(model, digits.x_train, widths_from_bits(weights=6, state=8,
+                                                                 activations=8), 64)
+    qat = fit(model, digits.x_train, digits.y_train, epochs=2, lr=0.002, config=config,
+              progress=False)
+    assert all(np.isfinite(h["loss"]) for h in qat)
+    for layer in model.network_weights().layers:
+        assert np.all(np.abs(layer.abar) < 1)
+    qnet = quantize_network(config, model.network_weights())
+    for layer in qnet.layers:     # quantized poles stay inside the unit circle (exact check)
+        frac = config.quant.abar.format.frac
+        assert np.all(layer.abar_re.astype(object) ** 2 + layer.abar_im.astype(object) ** 2
+                      < (1 << (2 * frac)))
+
+
+def test_training_is_seeded(digits):
+    def run():
+        model = SSMNetwork(kind="s5", channels=4, modes=3, layers=1, classes=10, seed=2)
+        fit(model, digits.x_train[:32], digits.y_train[:32], epochs=1, lr=0.01, seed=4,
+            progress=False)
+        return model.network_weights().decoder_w
+    np.testing.assert_array_equal(run(), run())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    argv = ["train", "--task", "sdigits", "-o", str(out), "--train-subset", "64",
+            "--test-subset", "40", "--channels", "4", "--modes", "2", "--layers", "1",
+            "--epochs", "2", "--qat-epochs", "1", "--bits", "8", "--weight-bits", "6",
+            "--no-progress"]
+    assert main(argv) == 0
+    return out
+
+
+def test_export_round_trips_through_load_config(model_dir):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    for key in ("float_acc", "ptq_acc", "qat_acc", "widths", "total_seconds"):
+        assert key in metrics
+    assert metrics["widths"]["abar"] == 6 and metrics["widths"]["state"] == 8
+    config = load_config(model_dir / "config.toml")
+    assert config.network.layers == 1 and config.network.steps == 64
+    assert config.quant.abar.format.width == 6
+    qnet = load_network(config)
+    stored = np.load(model_dir / "integer_weights.npz")
+    for key, value in qnet.integer_arrays().items():
+        np.testing.assert_array_equal(stored[key], value, err_msg=key)
+    # dequantized weights quantize to the same integers (idempotent)
+    again = quantize_network(config, qnet.dequantized())
+    for key, value in again.integer_arrays().items():
+        np.testing.assert_array_equal(stored[key], value, err_msg=key)
+    # the PTQ config is consumable too, and the single-layer path sees layer 0
+    assert load_network(load_config(model_dir / "ptq_config.toml")).network.layers == 1
+    from ssmgen.golden.quantized import load_model
+    np.testing.assert_array_equal(load_model(config).abar_re, qnet.layers[0].abar_re)
+    assert load_network_npz(config.weights.path, config).layers[0].states == 8
+
+
+def test_eval_golden_reproduces_the_exported_qat_accuracy(model_dir, capsys):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert main(["eval", str(model_dir), "--task", "sdigits", "--engine", "golden",
+                 "--test-subset", "40"]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {metrics['qat_acc']:.4f}" in out
+    assert main(["eval", str(model_dir / "config.toml"), "--engine", "float",
+                 "--test-subset", "40"]) == 0
+    assert "sdigits float: accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.rtl
+def test_eval_rtl_gives_the_golden_accuracy(model_dir, capsys):
+    """The exported model's generated Verilog (cocotb + Verilator) predicts exactly what the
+    golden model does (the testbench compares every logit; a difference raises)."""
+    assert main(["eval", str(model_dir), "--engine", "golden", "--test-subset", "6"]) == 0
+    golden = capsys.readouterr().out.split("accuracy ")[1].split(" in ")[0]
+    assert main(["eval", str(model_dir), "--engine", "rtl", "--test-subset", "6"]) == 0
+    assert f"sdigits rtl: accuracy {golden}" in capsys.readouterr().out
+
+
+def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):
+    assert main(["eval", str(model_dir), "--task", "sfreq", "--test-subset", "4"]) == 2
+    assert "network.classes: the model has 10, task sfreq needs 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--bits", "1"], "--weight-bits: must be in 2..24, not 1"),
+    (["--state-bits", "30"], "--state-bits: must be in 2..24, not 30"),
+    (["--channels", "0"], "--channels: must be >= 1, not 0"),
+    (["--epochs", "-1"], "--epochs: must be >= 0, not -1"),
+    (["--calib-percentile", "20"], "--calib-percentile: must be in 50..100, not 20.0"),
+])
+def test_train_bad_arguments_name_the_field(tmp_path, capsys, argv, message):
+    assert main(["train", "-o", str(tmp_path / "m"), "--no-progress", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_eval_without_network_section_names_it(capsys):
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "s5_small.toml"
+    assert main(["eval", str(example)]) == 2
+    assert "no [network] section" in capsys.readouterr().err
+
+
+def test_to_toml_round_trips_a_config_dict(digits, tmp_path):
+    import tomllib
+    model = SSMNetwork(kind="s4d", channels=2, modes=2, layers=2, classes=10, seed=1)
+    data = build_config(model.meta, calibrate(model.network_weights(), digits.x_train[:8]),
+                        widths_from_bits(weights=8, state=10, activations=8), steps=64)
+    assert tomllib.loads(to_toml(data)) == data
+
+
+def test_sfreq_task_is_deterministic_and_balanced():
+    a, b = load_task("sfreq"), load_task("sfreq")
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.shape == (2000, 64, 1) and a.classes == 8
+    assert np.bincount(a.y_train, minlength=8).min() > 150
+    with pytest.raises(ValueError, match="task must be one of"):
+        load_task("mnist")

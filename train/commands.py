@@ -1,0 +1,263 @@
+"""``ssmgen train`` and ``ssmgen eval``.
+
+``train``: float training -> PTQ (calibrated formats, golden integer network) -> QAT (fake
+quantization through golden/, STE) -> MODEL_DIR::
+
+    config.toml           network config of the QAT model (load_config / the golden model)
+    weights.npz           its float weights (golden/network.py layout); config.toml quantizes
+                          them into exactly the integers QAT trained with
+    integer_weights.npz   those integers and their fraction bits (QuantizedNetwork.integer_arrays)
+    ptq_config.toml       the PTQ config (same widths, calibrated on the float model) and
+    ptq_weights.npz       the float model's weights
+    metrics.json          float, PTQ and QAT accuracy (QAT and PTQ measured on the golden
+                          integer network), sizes, seeds, widths, times
+    checkpoints/          float.pt, qat.pt (torch state dicts; --init resumes from float.pt)
+
+``eval``: accuracy of a MODEL_DIR (or config) on a task's test split with the float reference or
+the golden integer network. The RTL engine needs the whole-model hardware, which is not written
+yet: it raises a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConfigError, load_config
+
+__all__ = ["train_model", "widths_from_bits", "cmd_train", "cmd_eval", "evaluate_model_dir"]
+
+
+def _log(message: str) -> None:
+    print(f"[ssmgen] {message}", file=sys.stderr, flush=True)
+
+
+def widths_from_bits(*, weights: int, state: int, activations: int, abar: int | None = None,
+                     bias: int | None = None) -> dict:
+    """Widths of every tensor group (train.ptq.WIDTH_KEYS) from three knobs: weights (Abar,
+    Bbar, C, D, encoder, mixing, decoder), state, activations (network input, residual stream,
+    SSM output, pool). Biases default to max(weights, activations)."""
+    from .ptq import uniform_widths
+    for name, value in (("weight", weights), ("state", state), ("act", activations),
+                        ("abar", abar), ("bias", bias)):
+        if value is not None and not 2 <= value <= 24:
+            raise ConfigError(f"--{name}-bits: must be in 2..24, not {value}")
+    bias = max(weights, activations) if bias is None else bias
+    return uniform_widths(weights, abar=weights if abar is None else abar, state=state,
+                          stream=activations, ssm_out=activations, net_input=activations,
+                          pool=activations, encoder_bias=bias, mix_bias=bias, decoder_bias=bias)
+
+
+def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layers=2,
+                epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
+                widths: dict, dropout=0.1, init=None, progress=True, calib_samples=512,
+                name="ssm_net", augment=False, calib_percentile=100.0) -> dict:
+    """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
+    use the task's training-time augmentation (sdigits: random 1-pixel shifts)."""
+    augment = task.augment if augment else None
+    import torch
+
+    from ..golden.network import save_network_npz
+    from .loop import (evaluate_golden, evaluate_torch, fit, load_checkpoint, save_checkpoint)
+    from .model import SSMNetwork
+    from .ptq import build_config, calibrate, parse, to_toml
+
+    torch.set_num_threads(1)   # small tensors: more threads only add overhead
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    metrics = {"task": task.name, "seed": seed, "augment": augment is not None,
+               "train_samples": len(task.x_train),
+               "test_samples": len(task.x_test)}
+    t0 = time.perf_counter()
+    if init is not None:
+        model = load_checkpoint(init)
+        _log(f"float model from {init} (no float training)")
+        metrics["float_epochs"] = 0
+    else:
+        model = SSMNetwork(kind=kind, inputs=task.inputs, channels=channels, modes=modes,
+                           layers=layers, classes=task.classes, dropout=dropout, seed=seed)
+        _log(f"float training: {kind}, H={channels}, modes={modes}, L={layers}, "
+             f"{epochs} epochs on {len(task.x_train)} samples")
+        fit(model, task.x_train, task.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
+            seed=seed, progress=progress, desc="float", checkpoint=out_dir / "checkpoints/float.pt",
+            augment=augment)
+        metrics["float_epochs"] = epochs
+    save_checkpoint(model, out_dir / "checkpoints/float.pt", extra={"phase": "float"})
+    if model.meta["inputs"] != task.inputs or model.meta["classes"] != task.classes:
+        raise ConfigError(f"--init: the checkpoint's model has {model.meta['inputs']} inputs and "
+                          f"{model.meta['classes']} classes; task {task.name} needs "
+                          f"{task.inputs} and {task.classes}")
+    metrics["model"] = {k: model.meta[k] for k in ("kind", "inputs", "channels", "modes",
+                                                   "layers", "classes", "activation")}
+    metrics["float_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["float_acc"], _ = evaluate_torch(model, task.x_test, task.y_test)
+    _log(f"float test accuracy {metrics['float_acc']:.4f} ({metrics['float_seconds']} s)")
+
+    # PTQ: calibrate on (part of) the training split, quantize with the golden model
+    float_weights = model.network_weights()
+    cal = calibrate(float_weights, task.x_train[:calib_samples], activation=model.activation,
+                    percentile=calib_percentile)
+    metrics["calib_percentile"] = calib_percentile
+    ptq_data = build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
+                            weights_file="ptq_weights.npz")
+    ptq_config = parse(ptq_data, out_dir)
+    metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
+    _log(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
+    save_network_npz(out_dir / "ptq_weights.npz", float_weights)
+    (out_dir / "ptq_config.toml").write_text(to_toml(ptq_data, header=_header("PTQ", widths)))
+
+    # QAT: fine-tune through fake quantization with the PTQ formats
+    t1 = time.perf_counter()
+    data = dict(ptq_data, name=name, weights={"source": "file", "file": "weights.npz"})
+    config = parse(data, out_dir)
+    if qat_epochs > 0:
+        _log(f"QAT: {qat_epochs} epochs")
+        fit(model, task.x_train, task.y_train, epochs=qat_epochs, lr=qat_lr, batch_size=batch_size,
+            seed=seed + 1, config=config, progress=progress, desc="qat",
+            checkpoint=out_dir / "checkpoints/qat.pt", augment=augment)
+    metrics["qat_epochs"] = qat_epochs
+    metrics["qat_seconds"] = round(time.perf_counter() - t1, 1)
+    qat_weights = model.network_weights()
+    metrics["qat_acc"], _ = evaluate_golden(config, qat_weights, task.x_test, task.y_test)
+    _log(f"QAT test accuracy {metrics['qat_acc']:.4f} (golden integer network, "
+         f"{metrics['qat_seconds']} s)")
+
+    save_network_npz(out_dir / "weights.npz", qat_weights)
+    (out_dir / "config.toml").write_text(to_toml(data, header=_header("QAT", widths)))
+    exported = load_config(out_dir / "config.toml")
+    from ..golden.network import load_network
+    qnet = load_network(exported)
+    np.savez(out_dir / "integer_weights.npz", **qnet.integer_arrays())
+    metrics["widths"] = widths
+    metrics["float64_exact"] = qnet.float64_exact
+    metrics["max_exact_bits"] = qnet.max_exact_bits
+    metrics["total_seconds"] = round(time.perf_counter() - t0, 1)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _header(kind: str, widths: dict) -> str:
+    return (f"# Written by `ssmgen train` ({kind}). Formats calibrated on the training split;\n"
+            f"# widths: {', '.join(f'{k} {v}' for k, v in widths.items())}\n")
+
+
+def cmd_train(args) -> int:
+    from .tasks import load_task
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RuntimeError("ssmgen train needs PyTorch: pip install 'ssmgen[train]' "
+                           "(CPU: pip install torch==2.13.0)") from None
+    widths = widths_from_bits(weights=args.weight_bits or args.bits, state=args.state_bits or args.bits,
+                              activations=args.act_bits or args.bits, abar=args.abar_bits)
+    for flag in ("epochs", "qat_epochs"):
+        if getattr(args, flag) < 0:
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 0, not {getattr(args, flag)}")
+    for flag in ("channels", "modes", "layers", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1, not {getattr(args, flag)}")
+    if not 50 <= args.calib_percentile <= 100:
+        raise ConfigError(f"--calib-percentile: must be in 50..100, not {args.calib_percentile}")
+    task = load_task(args.task).subset(args.train_subset, args.test_subset)
+    metrics = train_model(task, out_dir=Path(args.output), kind=args.kind, channels=args.channels,
+                          modes=args.modes, layers=args.layers, epochs=args.epochs,
+                          qat_epochs=args.qat_epochs, lr=args.lr, qat_lr=args.qat_lr,
+                          batch_size=args.batch_size, seed=args.seed, widths=widths,
+                          init=args.init, progress=not args.no_progress, augment=args.augment,
+                          calib_percentile=args.calib_percentile,
+                          name=f"{args.task}_{args.kind}")
+    print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
+          f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
+    return 0
+
+
+def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None) -> dict:
+    """Accuracy of a MODEL_DIR (or its config.toml) on a task's test split."""
+    from ..golden.network import (load_network, load_network_npz, predict, run_float_network)
+    from .tasks import load_task
+    path = Path(path)
+    config = load_config(path / "config.toml" if path.is_dir() else path)
+    net = config.network
+    if net is None:
+        raise ConfigError(f"{path}: the config has no [network] section; eval needs a whole model "
+                          f"(ssmgen train -o MODEL_DIR writes one)")
+    task = load_task(task_name).subset(None, test_subset)
+    for field, want in (("inputs", task.inputs), ("steps", task.steps), ("classes", task.classes)):
+        if getattr(net, field) != want:
+            raise ConfigError(f"network.{field}: the model has {getattr(net, field)}, task "
+                              f"{task_name} needs {want}")
+    start = time.perf_counter()
+    if engine == "float":
+        weights = load_network_npz(config.weights.path, config)
+        logits = run_float_network(weights, task.x_test, activation=net.activation)
+    elif engine == "golden":
+        from .loop import golden_logits
+        logits = golden_logits(load_network(config), task.x_test)
+    elif engine == "rtl":
+        # The generated Verilog of the whole network under cocotb + Verilator; the testbench
+        # also checks every output against the golden model (a difference raises).
+        from ..golden.network import quantize_network_input
+        from ..sim.network_sim import run_network_rtl
+        qnet = load_network(config)
+        logits, _ = run_network_rtl(qnet, quantize_network_input(qnet, task.x_test), check=True)
+    else:
+        raise ValueError(f"--engine: must be float, golden or rtl, not {engine!r}")
+    pred = predict(logits)
+    correct = int(np.sum(pred == task.y_test))
+    return {"engine": engine, "task": task_name, "correct": correct, "total": len(task.y_test),
+            "accuracy": correct / max(1, len(task.y_test)),
+            "seconds": time.perf_counter() - start, "predictions": pred}
+
+
+def cmd_eval(args) -> int:
+    result = evaluate_model_dir(args.model, args.task, args.engine, test_subset=args.test_subset)
+    print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
+          f"({result['correct']}/{result['total']}) in {result['seconds']:.2f} s")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """The ``train`` and ``eval`` subcommands (ssmgen/cli.py calls this)."""
+    from .tasks import TASKS
+    p = sub.add_parser("train", help="train a network (float, PTQ, QAT) and export MODEL_DIR "
+                                     "(needs the [train] extra)")
+    p.add_argument("--task", choices=TASKS, default="sdigits")
+    p.add_argument("-o", "--output", required=True, help="MODEL_DIR to write")
+    p.add_argument("--kind", choices=("s4d", "s5"), default="s4d")
+    p.add_argument("--channels", type=int, default=32, help="H, the residual stream width")
+    p.add_argument("--modes", type=int, default=16,
+                   help="s4d: complex modes per channel (N/2); s5: states P")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=100, help="float epochs")
+    p.add_argument("--qat-epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--qat-lr", type=float, default=0.002)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bits", type=int, default=8, help="width of every tensor (default 8)")
+    p.add_argument("--weight-bits", type=int, help="Abar, Bbar, C, D, encoder, mixing, decoder")
+    p.add_argument("--abar-bits", type=int, help="Abar alone (default: --weight-bits)")
+    p.add_argument("--state-bits", type=int)
+    p.add_argument("--act-bits", type=int, help="network input, stream, SSM output, pool")
+    p.add_argument("--init", help="float checkpoint (MODEL_DIR/checkpoints/float.pt): skip "
+                                  "float training")
+    p.add_argument("--train-subset", type=int, help="use the first N training samples")
+    p.add_argument("--test-subset", type=int, help="use the first N test samples")
+    p.add_argument("--calib-percentile", type=float, default=100.0,
+                   help="calibrate activation and state ranges to this percentile of |value| "
+                        "(default 100: the maximum; 99.99 clips outliers, saturating them)")
+    p.add_argument("--augment", action="store_true",
+                   help="training-time augmentation (sdigits: random 1-pixel shifts)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a MODEL_DIR on a task's test split")
+    p.add_argument("model", help="MODEL_DIR (from ssmgen train) or its config.toml")
+    p.add_argument("--task", choices=TASKS, default="sdigits")
+    p.add_argument("--engine", choices=("float", "golden", "rtl"), default="golden")
+    p.add_argument("--test-subset", type=int, help="use the first N test samples")
+    p.set_defaults(func=cmd_eval)

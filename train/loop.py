@@ -1,0 +1,128 @@
+"""Training and evaluation loops (seeded, tqdm progress bars, checkpoints)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..golden.network import (predict, quantize_network, quantize_network_input,
+                              run_integer_network)
+from .model import SSMNetwork
+
+__all__ = ["fit", "evaluate_torch", "evaluate_golden", "golden_logits", "save_checkpoint",
+           "load_checkpoint"]
+
+
+def _progress(iterable, *, desc: str, enabled: bool, total=None):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
+        batch_size: int = 64, seed: int = 0, config=None, weight_decay: float = 0.01,
+        ssm_lr_scale: float = 0.5, progress: bool = True, desc: str = "train",
+        checkpoint: Path | None = None, log=None, augment=None) -> list[dict]:
+    """AdamW with a cosine schedule (one warm-up epoch), cross-entropy. ``config``: QAT (the
+    quantized forward pass with fake quantization, formats fixed by the config). The recurrence's
+    own parameters (A, dt) get ``lr * ssm_lr_scale`` and no weight decay. Returns per-epoch
+    history; with ``checkpoint``, saves the model after every epoch (``load_checkpoint``).
+    ``augment(x_batch, rng)``: training-time augmentation (seeded from ``seed``)."""
+    aug_rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    ssm = [p for layer in model.layers for p in layer.ssm_parameters()]
+    ssm_ids = {id(p) for p in ssm}
+    other = [p for p in model.parameters() if id(p) not in ssm_ids]
+    opt = torch.optim.AdamW([{"params": other, "weight_decay": weight_decay},
+                             {"params": ssm, "weight_decay": 0.0, "lr": lr * ssm_lr_scale}], lr=lr)
+    base = [group["lr"] for group in opt.param_groups]
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.int64)
+    n = len(xt)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = epochs * steps_per_epoch
+    warmup = steps_per_epoch
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+    step = 0
+    bar = _progress(range(epochs), desc=desc, enabled=progress)
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, generator=g)
+        start, total_loss, correct = time.perf_counter(), 0.0, 0
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
+            for group, lr0 in zip(opt.param_groups, base):
+                group["lr"] = lr0 * scale
+            xb = xt[idx]
+            if augment is not None:
+                xb = torch.as_tensor(augment(xb.numpy(), aug_rng), dtype=torch.float64)
+            logits = model(xb, config)
+            loss = loss_fn(logits, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(-1) == yt[idx]).sum())
+        record = {"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n,
+                  "seconds": time.perf_counter() - start}
+        history.append(record)
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}")
+        if log is not None:
+            log(f"{desc} epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, "
+                f"train acc {record['train_acc']:.4f}")
+        if checkpoint is not None:
+            save_checkpoint(model, checkpoint, extra={"phase": desc, "epoch": epoch + 1})
+    return history
+
+
+@torch.no_grad()
+def evaluate_torch(model: SSMNetwork, x, y, *, config=None, batch_size: int = 512):
+    """(accuracy, logits float64 (n, classes)) of the torch forward pass in eval mode."""
+    model.eval()
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    logits = torch.cat([model(xt[i:i + batch_size], config) for i in range(0, len(xt), batch_size)])
+    logits = logits.numpy()
+    return float(np.mean(predict(logits) == np.asarray(y))), logits
+
+
+def golden_logits(qnet, x, *, batch_size: int = 512) -> np.ndarray:
+    """Integer logits of the golden network on float inputs (batch, T, H_in)."""
+    out = [run_integer_network(qnet, quantize_network_input(qnet, x[i:i + batch_size]))
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, qnet.network.classes), dtype=np.int64)
+
+
+def evaluate_golden(config, weights, x, y):
+    """(accuracy, integer logits) of the golden integer network for a config and float weights."""
+    qnet = quantize_network(config, weights)
+    logits = golden_logits(qnet, x)
+    return float(np.mean(predict(logits) == np.asarray(y))), logits
+
+
+def save_checkpoint(model: SSMNetwork, path, *, extra: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"meta": model.meta, "state_dict": model.state_dict(), **(extra or {})}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path) -> SSMNetwork:
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    model = SSMNetwork(**data["meta"])
+    model.load_state_dict(data["state_dict"])
+    return model

@@ -1,0 +1,203 @@
+"""PyTorch S4D / S5 network with the architecture of ``golden/network.py``.
+
+Parameters are continuous (S4D-Lin / S5 initialization): ``A = -exp(log_neg_re) + i a_im``, a
+step ``dt = exp(log_dt)`` (one per channel for s4d, one per state for s5), complex B and C, real
+D; the discrete weights are their zero-order hold, ``Abar = exp(dt A)``,
+``Bbar = (Abar - 1) / A * B`` (as ``golden.discretize.zoh``). Everything is float64.
+
+Two forward passes:
+
+* float (``config=None``): each SSM layer as an FFT convolution with its kernel (fast, for
+  training); the golden float reference ``run_float_network`` computes the same map.
+* quantized (``config`` = an SSMConfig with ``[network]``): the recurrence timestep by timestep
+  with every weight and activation fake-quantized through golden/ (``train.fakequant``), in the
+  order of ``golden/network.py``'s specification. In eval mode, when
+  ``QuantizedNetwork.float64_exact`` holds, its logits equal the golden integer network's bit for
+  bit (tests/test_train.py checks it); in training mode dropout is applied after the activation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..golden.network import NetworkWeights, layer_config, pool_constants
+from ..golden.weights import SSMWeights
+from .fakequant import fake_quant, fake_quant_layer, fake_quant_weight
+
+__all__ = ["SSMLayer", "SSMNetwork"]
+
+DTYPE = torch.float64
+
+
+class SSMLayer(nn.Module):
+    """One diagonal SSM layer (H channels). s4d: ``modes`` = M complex modes per channel
+    (P = H*M, flat index p = h*M + m); s5: ``modes`` = P states."""
+
+    def __init__(self, kind: str, channels: int, modes: int, *, dt_min: float, dt_max: float,
+                 generator: torch.Generator):
+        super().__init__()
+        self.kind, self.channels, self.modes = kind, channels, modes
+        H = channels
+        g = generator
+        if kind == "s4d":
+            P = H * modes
+            a_im = math.pi * torch.arange(modes, dtype=DTYPE).repeat(H)
+            n_dt = H
+            b = torch.ones(P, dtype=torch.complex128)
+            c = torch.randn(P, dtype=torch.complex128, generator=g) * 0.5
+        elif kind == "s5":
+            P = modes
+            a_im = math.pi * torch.arange(P, dtype=DTYPE)
+            n_dt = P
+            b = torch.randn(P, H, dtype=torch.complex128, generator=g) / math.sqrt(H)
+            c = torch.randn(H, P, dtype=torch.complex128, generator=g) / math.sqrt(P)
+        else:
+            raise ValueError(f"kind must be 's4d' or 's5', not {kind!r}")
+        self.states = P
+        u = torch.rand(n_dt, dtype=DTYPE, generator=g)
+        self.log_dt = nn.Parameter(math.log(dt_min) + u * (math.log(dt_max) - math.log(dt_min)))
+        self.log_neg_re = nn.Parameter(torch.full((P,), math.log(0.5), dtype=DTYPE))
+        self.a_im = nn.Parameter(a_im)
+        self.b_re, self.b_im = nn.Parameter(b.real.clone()), nn.Parameter(b.imag.clone())
+        self.c_re, self.c_im = nn.Parameter(c.real.clone()), nn.Parameter(c.imag.clone())
+        self.d = nn.Parameter(torch.randn(H, dtype=DTYPE, generator=g))
+
+    def ssm_parameters(self):
+        """The recurrence's own parameters (smaller learning rate, no weight decay)."""
+        return [self.log_dt, self.log_neg_re, self.a_im]
+
+    def discrete(self):
+        """(abar (P,), bbar (P,) | (P, H), c (P,) | (H, P), d (H,)): complex128 / float64."""
+        A = torch.complex(-torch.exp(self.log_neg_re), self.a_im)
+        dt = torch.exp(self.log_dt)
+        if self.kind == "s4d":
+            dt = dt.repeat_interleave(self.modes)
+        abar = torch.exp(dt * A)
+        factor = (abar - 1) / A
+        b = torch.complex(self.b_re, self.b_im)
+        bbar = factor * b if self.kind == "s4d" else factor[:, None] * b
+        return abar, bbar, torch.complex(self.c_re, self.c_im), self.d
+
+    def weights(self) -> SSMWeights:
+        abar, bbar, c, d = (t.detach().cpu().numpy() for t in self.discrete())
+        return SSMWeights(self.kind, abar=abar.astype(np.complex128), bbar=bbar.astype(np.complex128),
+                          c=c.astype(np.complex128), d=d.astype(np.float64))
+
+    def forward_float(self, u: torch.Tensor) -> torch.Tensor:
+        """u (B, T, H) -> y (B, T, H) as a causal FFT convolution with the kernel."""
+        abar, bbar, c, d = self.discrete()
+        T = u.shape[1]
+        powers = torch.exp(torch.log(abar)[None, :] * torch.arange(T, dtype=DTYPE)[:, None])
+        n = 2 * T
+        u_f = torch.fft.rfft(u, n=n, dim=1)
+        if self.kind == "s4d":
+            K = (powers * (c * bbar)[None]).real.reshape(T, self.channels, self.modes).sum(-1)
+            y_f = u_f * torch.fft.rfft(K, n=n, dim=0)[None]
+        else:
+            K = torch.einsum("hp,tp,pk->thk", c, powers, bbar).real
+            y_f = torch.einsum("fhk,bfk->bfh", torch.fft.rfft(K, n=n, dim=0), u_f)
+        return torch.fft.irfft(y_f, n=n, dim=1)[:, :T] + d * u
+
+    def forward_quant(self, a: torch.Tensor, config) -> torch.Tensor:
+        """a (B, T, H): exact values in quant.input -> y (B, T, H) in quant.output, the golden
+        integer model's recurrence (full-precision accumulators) in float64."""
+        q = config.quant
+        if q.state_acc is not None or q.output_acc is not None:
+            raise ValueError("QAT supports full-precision accumulators only "
+                             "(quant.state_acc / quant.output_acc = \"full\")")
+        abar, bbar, c, d = self.discrete()
+        ar, ai, br, bi, cr, ci, dq, qlayer = fake_quant_layer(abar, bbar, c, d, config, self.kind)
+        state_frac = qlayer.state_frac
+        B, T, H = a.shape
+        P = self.states
+        xr = a.new_zeros(B, P)
+        xi = a.new_zeros(B, P)
+        ys = []
+        for k in range(T):
+            u = a[:, k]
+            if self.kind == "s4d":
+                uc = u.repeat_interleave(self.modes, dim=1)              # (B, P): u[channel[p]]
+                nr = ar * xr - ai * xi + br * uc
+                ni = ar * xi + ai * xr + bi * uc
+            else:
+                nr = ar * xr - ai * xi + u @ br.T
+                ni = ar * xi + ai * xr + u @ bi.T
+            xr, xi = fake_quant(torch.stack([nr, ni]), q.state, state_frac).unbind(0)
+            if self.kind == "s4d":
+                out = (cr * xr - ci * xi).reshape(B, H, self.modes).sum(-1)
+            else:
+                out = xr @ cr.T - xi @ ci.T
+            ys.append(fake_quant(out + dq * u, q.output))
+        return torch.stack(ys, dim=1)
+
+
+class SSMNetwork(nn.Module):
+    """encoder -> L x [SSM -> activation -> mixing -> + residual] -> mean over time -> decoder."""
+
+    def __init__(self, *, kind: str = "s4d", inputs: int = 1, channels: int = 32,
+                 modes: int = 16, layers: int = 2, classes: int = 10, activation: str = "relu",
+                 dropout: float = 0.1, seed: int = 0, dt_min: float = 0.001, dt_max: float = 0.1):
+        super().__init__()
+        self.meta = dict(kind=kind, inputs=inputs, channels=channels, modes=modes, layers=layers,
+                         classes=classes, activation=activation, dropout=dropout, seed=seed,
+                         dt_min=dt_min, dt_max=dt_max)
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.encoder = nn.Linear(inputs, channels, dtype=DTYPE)
+        self.layers = nn.ModuleList(SSMLayer(kind, channels, modes, dt_min=dt_min, dt_max=dt_max,
+                                             generator=g) for _ in range(layers))
+        self.mix = nn.ModuleList(nn.Linear(channels, channels, dtype=DTYPE) for _ in range(layers))
+        self.decoder = nn.Linear(channels, classes, dtype=DTYPE)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = activation
+
+    @property
+    def states(self) -> int:
+        return self.layers[0].states
+
+    def _act(self, y):
+        return torch.relu(y) if self.activation == "relu" else y
+
+    def forward(self, u: torch.Tensor, config=None) -> torch.Tensor:
+        """u (B, T, inputs) float64 -> logits (B, classes); quantized when ``config`` is given."""
+        if config is not None:
+            return self._forward_quant(u, config)
+        a = self.encoder(u)
+        for layer, mix in zip(self.layers, self.mix):
+            a = a + mix(self.dropout(self._act(layer.forward_float(a))))
+        return self.decoder(a.mean(dim=1))
+
+    def _forward_quant(self, u, config):
+        net, q = config.network, config.quant
+        if net.steps != u.shape[1]:
+            raise ValueError(f"network.steps = {net.steps}, but the input has {u.shape[1]} steps")
+
+        def linear(x, module, wq, bq, name):
+            w = fake_quant_weight(module.weight, wq, name)
+            b = fake_quant_weight(module.bias, bq, f"{name}_bias")
+            return x @ w.T + b
+
+        u = fake_quant(u, net.input)
+        a = fake_quant(linear(u, self.encoder, net.encoder, net.encoder_bias, "encoder"), q.input)
+        for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
+            y = layer.forward_quant(a, layer_config(config, l))
+            r = self.dropout(self._act(y))
+            a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix") + a, q.input)
+        mult, shift = pool_constants(net.steps)
+        pooled = fake_quant(a.sum(dim=1) * (mult * 2.0 ** -shift), net.pool)
+        logits = linear(pooled, self.decoder, net.decoder, net.decoder_bias, "decoder")
+        return logits if net.logits is None else fake_quant(logits, net.logits)
+
+    def network_weights(self) -> NetworkWeights:
+        """The float weights (discrete SSM weights by ZOH) for golden/ and the export."""
+        def arr(t):
+            return t.detach().cpu().numpy().astype(np.float64).copy()
+        return NetworkWeights(arr(self.encoder.weight), arr(self.encoder.bias),
+                              tuple(layer.weights() for layer in self.layers),
+                              tuple(arr(m.weight) for m in self.mix),
+                              tuple(arr(m.bias) for m in self.mix),
+                              arr(self.decoder.weight), arr(self.decoder.bias))

@@ -1,0 +1,203 @@
+"""Post-training quantization: calibrate every tensor's range on training data and turn widths
+into a network config (per-tensor power-of-two scales, i.e. integer bits; per-mode integer bits
+for the state, which the shared notes measured as what matters most at 8 bits and below).
+
+Calibration runs the float network (NumPy, float64) and records max |value| of every tensor;
+weights are read directly. :func:`build_config` picks, for each tensor and width W, the smallest
+integer bits I whose range covers the calibrated maximum (saturating overflow handles outliers).
+Two constraints keep the integer model small: Abar is ``fixed<W,1>`` (|Abar| < 1), and a bias
+gets at most the fraction bits of the products it is added to (as int32 biases in TFLite), so an
+accumulator is never widened just to align a tiny bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import parse_config
+from ..golden.fixedpoint import MAX_FORMAT_WIDTH
+from ..golden.network import NetworkWeights
+
+__all__ = ["Calibration", "calibrate", "int_bits_for", "build_config", "WIDTH_KEYS",
+           "uniform_widths", "to_toml"]
+
+#: Width groups of a network config: SSM weights, the layer's activations, the network tensors.
+WIDTH_KEYS = ("abar", "bbar", "c", "d", "state", "stream", "ssm_out", "net_input", "encoder",
+              "encoder_bias", "mix", "mix_bias", "pool", "decoder", "decoder_bias")
+
+
+def uniform_widths(width: int, **overrides) -> dict:
+    widths = {key: width for key in WIDTH_KEYS}
+    widths.update(overrides)
+    return widths
+
+
+@dataclass
+class Calibration:
+    """max |value| of every tensor (floats) and, per layer, of every state (re and im)."""
+    maxabs: dict = field(default_factory=dict)
+    state: list = field(default_factory=list)     # per layer: float64 (P,)
+
+
+def _maxabs(x) -> float:
+    return float(np.max(np.abs(x))) if np.size(x) else 0.0
+
+
+def calibrate(weights: NetworkWeights, u: np.ndarray, *, activation: str = "relu",
+              percentile: float = 100.0) -> Calibration:
+    """Run the float network on u (batch, T, H_in), recording tensor ranges. ``percentile`` < 100
+    clips activation ranges to that percentile of |value| (states: per mode)."""
+    def stat(x, axis=None):
+        x = np.abs(np.asarray(x))
+        if percentile >= 100:
+            return np.max(x, axis=axis) if axis is not None else float(np.max(x))
+        return np.percentile(x, percentile, axis=axis)
+
+    u = np.asarray(u, dtype=np.float64)
+    cal = Calibration()
+    m = cal.maxabs
+    m["net_input"] = _maxabs(u)
+    m["encoder"], m["encoder_bias"] = _maxabs(weights.encoder_w), _maxabs(weights.encoder_b)
+    m["decoder"], m["decoder_bias"] = _maxabs(weights.decoder_w), _maxabs(weights.decoder_b)
+    m["mix"] = max(_maxabs(w) for w in weights.mix_w)
+    m["mix_bias"] = max(_maxabs(b) for b in weights.mix_b)
+    for key, attr in (("bbar", "bbar"), ("c", "c")):
+        m[key] = max(max(_maxabs(getattr(l, attr).real), _maxabs(getattr(l, attr).imag))
+                     for l in weights.layers)
+    m["d"] = max(_maxabs(l.d) for l in weights.layers)
+    a = u @ weights.encoder_w.T + weights.encoder_b
+    streams, outs = [stat(a)], []
+    for l, layer in enumerate(weights.layers):
+        batch, T, H = a.shape
+        x = np.zeros((batch, layer.states), dtype=np.complex128)
+        xmax = np.zeros(layer.states)
+        y = np.empty_like(a)
+        for k in range(T):
+            if layer.kind == "s4d":
+                x = layer.abar * x + layer.bbar * a[:, k, layer.channel]
+                y[:, k] = (layer.c * x).real.reshape(batch, H, -1).sum(axis=2)
+            else:
+                x = layer.abar * x + a[:, k] @ layer.bbar.T
+                y[:, k] = (x @ layer.c.T).real
+            xmax = np.maximum(xmax, np.maximum(stat(x.real, axis=0), stat(x.imag, axis=0)))
+        y = y + layer.d * a
+        outs.append(stat(y))
+        r = np.maximum(y, 0) if activation == "relu" else y
+        a = a + r @ weights.mix_w[l].T + weights.mix_b[l]
+        streams.append(stat(a))
+        cal.state.append(xmax)
+    m["stream"], m["ssm_out"] = float(max(streams)), float(max(outs))
+    m["pool"] = _maxabs(a.mean(axis=1))
+    return cal
+
+
+def int_bits_for(maxabs: float, width: int, *, min_int_bits: int | None = None) -> int:
+    """Smallest integer bits I (>= min_int_bits) with max(fixed<W,I>) >= maxabs."""
+    lo = -MAX_FORMAT_WIDTH if min_int_bits is None else max(min_int_bits, -MAX_FORMAT_WIDTH)
+    lo = min(lo, width)
+    for bits in range(lo, width + 1):
+        if ((1 << (width - 1)) - 1) * 2.0 ** (bits - width) >= maxabs:
+            return bits
+    return width
+
+
+def build_config(meta: dict, cal: Calibration, widths: dict, *, name: str = "ssm_net",
+                 steps: int, weights_file: str = "weights.npz", rounding: str = "half_even",
+                 overflow: str = "saturate", lanes: int | None = None,
+                 per_mode_state: bool = True) -> dict:
+    """A network config (TOML structure, a dict) for widths (keys: WIDTH_KEYS) from a
+    calibration. ``meta``: the SSMNetwork's shape (kind, inputs, channels, modes, layers,
+    classes, activation). ``per_mode_state=False``: one integer-bit count for every state (the
+    largest), i.e. a per-tensor state format, for comparison."""
+    missing = sorted(set(WIDTH_KEYS) - set(widths))
+    if missing:
+        raise ValueError(f"widths: missing {', '.join(missing)}")
+    m = cal.maxabs
+
+    def fmt(width, bits):
+        return {"format": f"fixed<{width},{bits}>"}
+
+    def auto(key, **kw):
+        return fmt(widths[key], int_bits_for(m[key], widths[key], **kw))
+
+    def frac_of(entry):
+        w, i = entry["format"][6:-1].split(",")
+        return int(w) - int(i)
+
+    kind, H = meta["kind"], meta["channels"]
+    states = H * meta["modes"] if kind == "s4d" else meta["modes"]
+    model = {"kind": kind, "channels": H}
+    if kind == "s4d":
+        model["state_size"] = 2 * meta["modes"]
+    else:
+        model["states"] = states
+    wx = widths["state"]
+    state_bits = [[int_bits_for(float(v), wx) for v in layer] for layer in cal.state]
+    if not per_mode_state:
+        top = max(max(layer) for layer in state_bits)
+        state_bits = [[top] * len(layer) for layer in state_bits]
+    quant = {
+        "defaults": {"rounding": rounding, "overflow": overflow},
+        "abar": fmt(widths["abar"], 1),
+        "bbar": auto("bbar"), "c": auto("c"), "d": auto("d"),
+        "input": auto("stream"), "output": auto("ssm_out"),
+        "state": fmt(wx, max(max(layer) for layer in state_bits)),
+        "state_acc": {"format": "full"}, "output_acc": {"format": "full"},
+    }
+    netq = {"input": auto("net_input"), "encoder": auto("encoder"), "mix": auto("mix"),
+            "pool": auto("pool"), "decoder": auto("decoder")}
+    # biases: no more fraction bits than the products they join
+    for bias, weight, source in (("encoder_bias", "encoder", netq["input"]),
+                                 ("mix_bias", "mix", quant["output"]),
+                                 ("decoder_bias", "decoder", netq["pool"])):
+        product_frac = frac_of(netq[weight]) + frac_of(source)
+        netq[bias] = auto(bias, min_int_bits=widths[bias] - product_frac)
+    if lanes is None:
+        lanes = int(np.gcd(states, 16))
+    return {
+        "name": name, "model": model,
+        "weights": {"source": "file", "file": weights_file},
+        "quant": quant,
+        "hardware": {"lanes": lanes},
+        "network": {"inputs": meta["inputs"], "layers": meta["layers"], "steps": steps,
+                    "classes": meta["classes"], "activation": meta["activation"],
+                    "state_int_bits": state_bits, "quant": netq},
+    }
+
+
+def parse(data: dict, base_dir="."):
+    return parse_config(data, base_dir=base_dir)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(data: dict, *, header: str = "") -> str:
+    """Minimal TOML writer for config dicts (tables, strings, numbers, nested lists)."""
+    lines = [header.rstrip()] if header else []
+
+    def table(prefix, d):
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix and scalars:
+            lines.append(f"\n[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        for k, v in tables.items():
+            table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", data)
+    return "\n".join(lines) + "\n"

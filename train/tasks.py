@@ -1,0 +1,111 @@
+"""Offline sequence-classification tasks (NumPy only; nothing is downloaded).
+
+* ``sdigits``: scikit-learn's bundled 8x8 digits (1797 images), read pixel by pixel in raster
+  order: T = 64 steps, 1 feature (intensity / 16, in [0, 1]), 10 classes. A fixed, seeded,
+  stratified split (20% per class): 1438 train / 359 test.
+* ``sfreq``: procedurally generated noisy oscillations: T = 64 steps, 1 feature, 8 classes. Class
+  c is a sinusoid of period ``4 * 1.12**c`` steps (4 .. 8.8 steps; each sample's period jittered
+  by up to 2%) with random phase and amplitude in [0.3, 1], plus white noise (std 1) and a random
+  offset in [-0.3, 0.3]. Periods closer than the frequency resolution of a short window, and a
+  signal below the noise, make it a memory / frequency-resolution task. 2000 train / 500 test,
+  generated from a fixed seed.
+
+Every split is deterministic: ``load_task(name)`` returns the same arrays on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Task", "load_task", "TASKS"]
+
+TASKS = ("sdigits", "sfreq")
+
+
+@dataclass(frozen=True)
+class Task:
+    """x_*: float64 (n, T, features); y_*: int64 (n,)."""
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    #: training-time augmentation: (x batch, numpy Generator) -> x batch; None for none
+    augment: Callable | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def inputs(self) -> int:
+        return self.x_train.shape[2]
+
+    def subset(self, train: int | None = None, test: int | None = None) -> "Task":
+        """The first ``train`` / ``test`` samples (the splits are already shuffled)."""
+        return Task(self.name, self.x_train[:train], self.y_train[:train],
+                    self.x_test[:test], self.y_test[:test], self.classes, self.augment)
+
+
+def _stratified_split(y: np.ndarray, test_fraction: float, seed: int):
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test.extend(idx[:n_test])
+        train.extend(idx[n_test:])
+    return rng.permutation(np.array(train)), rng.permutation(np.array(test))
+
+
+def shift_digits(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augmentation for sdigits: shift each 8x8 image by -1, 0 or +1 pixels in each direction
+    (zero fill), then read it pixel by pixel again."""
+    n = x.shape[0]
+    img = np.pad(x.reshape(n, 8, 8), ((0, 0), (1, 1), (1, 1)))
+    dy, dx = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    rows = dy[:, None] + np.arange(8)[None, :]
+    cols = dx[:, None] + np.arange(8)[None, :]
+    out = img[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return out.reshape(n, 64, 1)
+
+
+def _sdigits() -> Task:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:   # pragma: no cover - the [train] extra installs it
+        raise RuntimeError("task sdigits needs scikit-learn (pip install 'ssmgen[train]')") from exc
+    digits = load_digits()       # bundled with scikit-learn: no download
+    x = (digits.data.astype(np.float64) / 16.0).reshape(-1, 64, 1)
+    y = digits.target.astype(np.int64)
+    train, test = _stratified_split(y, 0.2, seed=0)
+    return Task("sdigits", x[train], y[train], x[test], y[test], 10, shift_digits)
+
+
+def _sfreq(n_train: int = 2000, n_test: int = 500, steps: int = 64, classes: int = 8,
+           seed: int = 1234) -> Task:
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, classes, n)
+    period = 4.0 * 1.12 ** y * rng.uniform(0.98, 1.02, n)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    amp = rng.uniform(0.3, 1.0, n)
+    offset = rng.uniform(-0.3, 0.3, n)
+    t = np.arange(steps)
+    x = (amp[:, None] * np.sin(2 * np.pi * t[None, :] / period[:, None] + phase[:, None])
+         + offset[:, None] + rng.normal(0, 1.0, (n, steps)))
+    x = x[:, :, None]
+    return Task("sfreq", x[:n_train], y[:n_train].astype(np.int64),
+                x[n_train:], y[n_train:].astype(np.int64), classes)
+
+
+def load_task(name: str) -> Task:
+    if name == "sdigits":
+        return _sdigits()
+    if name == "sfreq":
+        return _sfreq()
+    raise ValueError(f"task must be one of {', '.join(TASKS)}, not {name!r}")
