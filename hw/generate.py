@@ -20,7 +20,8 @@ from amaranth.back import verilog
 from ..golden.quantized import QuantizedSSM, describe_formats
 from .ssm_layer import SSMLayer
 
-__all__ = ["GeneratedDesign", "generate", "model_hash", "write_atomically"]
+__all__ = ["GeneratedDesign", "generate", "model_hash", "write_atomically", "generate_network",
+           "network_hash"]
 
 MANIFEST_VERSION = 1
 
@@ -116,6 +117,121 @@ def generate(model: QuantizedSSM, out_dir) -> GeneratedDesign:
     text = verilog.convert(layer, name=name, emit_src=False)
     verilog_path = out_dir / f"{name}.v"
     manifest = build_manifest(model, layer, verilog_path.name)
+    manifest_path = out_dir / "manifest.json"
+    write_atomically(verilog_path, text)
+    write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    return GeneratedDesign(verilog_path, manifest_path, manifest)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole network (hw/network.py)
+# --------------------------------------------------------------------------------------------
+
+def _layout_fields(layout, prefix: str = "") -> list[dict]:
+    """Flatten a payload layout into the manifest's field list (name, offset, width, signed)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+    fields = []
+    for name, field in layout:
+        shape = field.shape
+        if isinstance(shape, data.ArrayLayout):
+            elem = Shape.cast(shape.elem_shape)
+            for i in range(shape.length):
+                fields.append({"name": f"{prefix}{name}[{i}]", "offset": field.offset + i * elem.width,
+                               "width": elem.width, "signed": elem.signed})
+        else:
+            shape = Shape.cast(shape)
+            fields.append({"name": f"{prefix}{name}", "offset": field.offset,
+                           "width": shape.width, "signed": shape.signed})
+    return fields
+
+
+def network_hash(net) -> str:
+    """SHA-256 over what determines the network hardware's behaviour: every layer's
+    :func:`model_hash`, the network's shape and formats, and its integer weights."""
+    cfg = net.network
+    h = hashlib.sha256()
+    h.update(json.dumps({"layers": [model_hash(layer) for layer in net.layers],
+                         "inputs": cfg.inputs, "steps": cfg.steps, "classes": cfg.classes,
+                         "activation": cfg.activation,
+                         "formats": describe_network_formats(net)}, sort_keys=True).encode())
+    for name in ("encoder_w", "encoder_b", "decoder_w", "decoder_b"):
+        h.update(np.ascontiguousarray(getattr(net, name), dtype="<i8").tobytes())
+    for w, b in zip(net.mix_w, net.mix_b):
+        h.update(np.ascontiguousarray(w, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(b, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def describe_network_formats(net) -> dict:
+    """Every network tensor's format (the layers' own formats are under ``layers``)."""
+    cfg = net.network
+    out = {name: str(getattr(cfg, name)) for name in ("input", "encoder", "encoder_bias", "mix",
+                                                      "mix_bias", "pool", "decoder", "decoder_bias")}
+    out["logits"] = (f"full precision: {net.decoder_acc.sum_bits} bits, frac {net.decoder_acc.frac}"
+                     if cfg.logits is None else str(cfg.logits))
+    out["encoder_acc"] = net.encoder_acc.describe()
+    out["mix_acc"] = net.mix_acc.describe()
+    out["decoder_acc"] = net.decoder_acc.describe()
+    out["pool_mean"] = f"* {net.pool_mult} / 2**{net.pool_shift}"
+    return out
+
+
+def build_network_manifest(net, accel, verilog_name: str) -> dict:
+    from .network import input_layout, output_layout
+    cfg = net.network
+    u_fields, y_fields = _layout_fields(input_layout(net)), _layout_fields(output_layout(net))
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "generator": "ssmgen",
+        "kind": "network",
+        "top": net.config.name,
+        "verilog": verilog_name,
+        "model_hash": network_hash(net),
+        "model": {"kind": net.config.model.kind, "channels": net.config.model.channels,
+                  "states": net.config.model.states, "modes_per_channel":
+                      net.config.model.modes_per_channel},
+        "network": {"inputs": cfg.inputs, "layers": cfg.layers, "steps": cfg.steps,
+                    "classes": cfg.classes, "activation": cfg.activation},
+        "hardware": {"lanes": accel.layers[0].lanes,
+                     "complex_multipliers": net.config.hardware.complex_multipliers,
+                     "cycles_per_timestep": accel.cycles_per_timestep,
+                     "loop_stages": accel.layers[0].loop_stages,
+                     "layer_latency_cycles": [layer.latency for layer in accel.layers],
+                     "residual_fifo_depths": accel.fifo_depths,
+                     "latency_cycles": accel.latency},
+        "formats": describe_network_formats(net),
+        "layer_formats": [describe_formats(layer) for layer in net.layers],
+        "fractions": {"input": cfg.input.format.frac, "logits": net.logits_frac},
+        "ports": {
+            "clk": {"direction": "in", "width": 1},
+            "rst": {"direction": "in", "width": 1, "note": "synchronous, active high"},
+            "u__payload": {"direction": "in", "width": sum(f["width"] for f in u_fields),
+                           "fields": u_fields},
+            "u__valid": {"direction": "in", "width": 1},
+            "u__ready": {"direction": "out", "width": 1},
+            "y__payload": {"direction": "out", "width": sum(f["width"] for f in y_fields),
+                           "fields": y_fields},
+            "y__valid": {"direction": "out", "width": 1},
+            "y__ready": {"direction": "in", "width": 1},
+        },
+        "saturated_weights": net.saturated_weights,
+    }
+
+
+def generate_network(net, out_dir) -> GeneratedDesign:
+    """Write the whole network's ``<name>.v`` and ``manifest.json`` into ``out_dir``.
+
+    ``net``: a ``golden.network.QuantizedNetwork``. The manifest has the layer manifest's keys
+    (ports with payload fields: ``u__payload`` = ``data[i]``, ``start``, ``last``;
+    ``y__payload`` = ``logits[c]``, ``prediction``) plus ``kind = "network"`` and ``network``."""
+    from .network import NetworkAccelerator
+    out_dir = Path(out_dir)
+    accel = NetworkAccelerator(net)
+    name = net.config.name
+    text = verilog.convert(accel, name=name, emit_src=False)
+    verilog_path = out_dir / f"{name}.v"
+    manifest = build_network_manifest(net, accel, verilog_path.name)
     manifest_path = out_dir / "manifest.json"
     write_atomically(verilog_path, text)
     write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,292 @@
+"""The whole quantized network on chip: encoder, L SSM layers (each followed by the activation,
+the mixing layer and the residual), mean pooling, decoder and arg-max.
+
+Computes exactly what ``golden/network.py`` specifies (read its module docstring), one timestep
+per input beat and one output beat per sequence::
+
+    u beat ─> encoder ─┬─> SSMLayer 0 ─> act ─> mixing + bias ─(+)─> ... layer L-1 ... ─> pool
+                       └─> residual FIFO 0 ─────────────────────┘
+    pool: s = sum over the sequence (exact) ─> Q_pool(s * M) ─> decoder ─> logits, arg-max
+
+Arithmetic. Every linear layer (encoder, mixing, decoder) is a fully parallel multiply-add with
+the integer weights as constants: each product and the bias (and the residual) are aligned
+exactly to the accumulator's fraction bits (``QuantizedNetwork.*_acc``) and summed in full
+precision, then :func:`ssmgen.hw.fixed.requantize` moves the sum into the residual-stream format
+(``quant.input``) exactly where the golden model does. ReLU is ``max(y, 0)`` on the SSM output
+(``quant.output``). The pooling sum is exact; the mean is ``Q_pool(s * M)`` with the golden's
+constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is full precision
+(the logits) or requantized into ``network.quant.logits``. Arg-max ties go to the lowest class.
+
+Each SSM layer is an unchanged :class:`~ssmgen.hw.ssm_layer.SSMLayer` built from the layer's own
+``QuantizedSSM`` (``net.layers[l]``, its own weights and per-mode state formats). The encoder and
+each mixing layer are combinational in front of the next layer's issue register; the residual
+of layer ``l`` waits in a ``SyncFIFO`` written when the layer accepts a beat and read when its
+output beat is consumed. Its depth, ``latency // cycles_per_timestep + 2`` beats, covers what a
+layer holds at full rate, so the FIFO never throttles an unstalled stream (tested); when full it
+only holds the input back, it never loses a beat.
+
+Sequences. ``start`` marks a sequence's first beat (the SSM states restart from zero, the pooling
+sum restarts) and ``last`` its final beat (the pooled features are taken and one output beat
+follows). A one-beat sequence sets both. The mean divides by ``network.steps`` (the golden's
+constant), so every sequence must have exactly ``network.steps`` beats for the golden result;
+the pooling accumulator is sized for that many.
+
+Flow control. Valid/ready everywhere; back-pressure on ``y`` propagates to ``u`` through the
+layers (each layer's pipeline holds when its output is not taken).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.network import QuantizedNetwork
+from .fixed import requantize
+from .ssm_layer import SSMLayer
+
+__all__ = ["NetworkAccelerator", "input_layout", "output_layout", "logits_width",
+           "prediction_width", "pool_sum_width"]
+
+
+def logits_width(net: QuantizedNetwork) -> int:
+    """Bits of one logit: the exact decoder sum's derived width, or ``network.quant.logits``'s."""
+    q = net.network.logits
+    return net.decoder_acc.sum_bits if q is None else q.format.width
+
+
+def prediction_width(net: QuantizedNetwork) -> int:
+    return max(1, (net.network.classes - 1).bit_length())
+
+
+def pool_sum_width(net: QuantizedNetwork) -> int:
+    """Signed bits of the exact time sum of ``network.steps`` residual-stream samples."""
+    ws = net.config.quant.input.format.width
+    return (net.network.steps * (1 << (ws - 1))).bit_length() + 1
+
+
+def input_layout(net: QuantizedNetwork) -> data.StructLayout:
+    """One input beat: the H_in samples of a timestep (``network.quant.input``), ``start`` (first
+    beat of a sequence) and ``last`` (final beat of a sequence)."""
+    width = net.network.input.format.width
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), net.network.inputs),
+                              "start": 1, "last": 1})
+
+
+def output_layout(net: QuantizedNetwork) -> data.StructLayout:
+    """One output beat per sequence: the logits (golden format, ``logits_frac`` fraction bits)
+    and their arg-max."""
+    return data.StructLayout({
+        "logits": data.ArrayLayout(signed(logits_width(net)), net.network.classes),
+        "prediction": unsigned(prediction_width(net))})
+
+
+class NetworkAccelerator(wiring.Component):
+    """The whole network with stream interfaces.
+
+    Ports
+    -----
+    u : In(stream.Signature(input_layout(net)))
+        ``u.payload.data[i]``: signed(W_net_input), i < H_in (``network.quant.input``);
+        ``u.payload.start``: 1 bit, first beat of a sequence;
+        ``u.payload.last``: 1 bit, final beat of a sequence.
+    y : Out(stream.Signature(output_layout(net)))
+        ``y.payload.logits[c]``: signed(logits_width(net)), c < classes, with
+        ``net.logits_frac`` fraction bits (the decoder's exact sum: its derived width; or
+        ``network.quant.logits``'s width);
+        ``y.payload.prediction``: unsigned(max(1, ceil(log2 classes))), the arg-max (ties ->
+        lowest index).
+
+    Properties
+    ----------
+    layers : list of SSMLayer      one per network layer, each with its own weights
+    cycles_per_timestep : int      G of the layers: one input beat every G cycles at full rate
+    latency : int                  cycles from accepting a sequence's last beat to its output
+                                   beat's valid, without back-pressure
+                                   = sum of the layers' latencies + 2 (pool, output registers)
+    fifo_depths : list of int      residual FIFO depth of each layer
+    """
+
+    def __init__(self, net: QuantizedNetwork):
+        if not isinstance(net, QuantizedNetwork):
+            raise TypeError(f"Network must be a QuantizedNetwork (golden.network.quantize_network),"
+                            f" not {net!r:.80}")
+        cfg = net.network
+        if len(net.layers) != cfg.layers:
+            raise ValueError(f"network.layers is {cfg.layers}, but the quantized network holds "
+                             f"{len(net.layers)} layer(s)")
+        H = net.config.model.channels
+        for name, arr, shape in (("encoder.weight", net.encoder_w, (H, cfg.inputs)),
+                                 ("encoder.bias", net.encoder_b, (H,)),
+                                 ("decoder.weight", net.decoder_w, (cfg.classes, H)),
+                                 ("decoder.bias", net.decoder_b, (cfg.classes,)),
+                                 *((f"layers.{l}.mix.weight", w, (H, H)) for l, w in enumerate(net.mix_w)),
+                                 *((f"layers.{l}.mix.bias", b, (H,)) for l, b in enumerate(net.mix_b))):
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, not {tuple(arr.shape)}")
+        for l, layer in enumerate(net.layers):
+            if layer.channels != H:
+                raise ValueError(f"layers.{l}: must have {H} channels (model.channels), not "
+                                 f"{layer.channels}")
+        if cfg.activation not in ("relu", "identity"):
+            raise ValueError(f"network.activation must be 'relu' or 'identity', not "
+                             f"{cfg.activation!r}")
+        self.net = net
+        self.channels = H
+        self.layers = [SSMLayer(layer) for layer in net.layers]
+        groups = {layer.cycles_per_timestep for layer in self.layers}
+        self._cycles = max(groups)
+        self.fifo_depths = [layer.latency // layer.cycles_per_timestep + 2 for layer in self.layers]
+        super().__init__({"u": In(stream.Signature(input_layout(net))),
+                          "y": Out(stream.Signature(output_layout(net)))})
+
+    @property
+    def cycles_per_timestep(self) -> int:
+        return self._cycles
+
+    @property
+    def latency(self) -> int:
+        return sum(layer.latency for layer in self.layers) + 2
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _wire(m, value, name, shape=None):
+        value = Value.cast(value)
+        wire = Signal(shape if shape is not None else value.shape(), name=name)
+        m.d.comb += wire.eq(value)
+        return wire
+
+    def _linear(self, m, name, inputs, in_frac, weights, w_frac, bias, b_frac, plan,
+                residual=None, res_frac=0):
+        """Full-precision ``sum_j w[o,j] x[j] + b[o] (+ residual[o])`` at ``plan.frac`` fraction
+        bits, as golden ``_linear``: constant products, exact alignment shifts. Returns one
+        signed(plan.sum_bits) signal per output (the plan proves the exact sum fits)."""
+        outs = []
+        for o in range(weights.shape[0]):
+            terms = []
+            for j, x in enumerate(inputs):
+                w = int(weights[o, j])
+                if w:
+                    terms.append((Const(w) * Value.cast(x).as_signed()) << (plan.frac - w_frac - in_frac))
+            b = int(bias[o])
+            if b:
+                terms.append(Const(b << (plan.frac - b_frac)))
+            if residual is not None:
+                terms.append(Value.cast(residual[o]).as_signed() << (plan.frac - res_frac))
+            total = sum(terms[1:], terms[0]) if terms else Const(0, signed(1))
+            outs.append(self._wire(m, total, f"{name}{o}_acc", signed(plan.sum_bits)))
+        return outs
+
+    # --- datapath ------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        net, cfg, q = self.net, self.net.network, self.net.config.quant
+        H = self.channels
+        fu, fs, fy = cfg.input.format.frac, q.input.format.frac, q.output.format.frac
+        ws = q.input.format.width
+
+        # Encoder: combinational in front of layer 0's issue register and residual FIFO.
+        enc = self._linear(m, "enc", [self.u.payload.data[i] for i in range(cfg.inputs)], fu,
+                           net.encoder_w, cfg.encoder.format.frac, net.encoder_b,
+                           cfg.encoder_bias.format.frac, net.encoder_acc)
+        stream_data = [self._wire(m, requantize(v, net.encoder_acc.frac, q.input), f"a0_{h}")
+                       for h, v in enumerate(enc)]
+        # The current stream: valid, samples (signed(Ws), frac Fs), flags, and the ready that the
+        # next consumer drives.
+        src_valid, src_start, src_last = self.u.valid, self.u.payload.start, self.u.payload.last
+        src_ready = self.u.ready
+
+        for l, (layer, depth) in enumerate(zip(self.layers, self.fifo_depths)):
+            m.submodules[f"layer{l}"] = layer
+            res = m.submodules[f"residual{l}"] = fifo.SyncFIFO(width=H * ws + 2, depth=depth)
+            # Fork: a beat enters the layer and the residual FIFO together.
+            m.d.comb += [
+                layer.u.valid.eq(src_valid & res.w_rdy),
+                res.w_en.eq(src_valid & layer.u.ready),
+                src_ready.eq(layer.u.ready & res.w_rdy),
+                layer.u.payload.start.eq(src_start),
+            ]
+            packed = Signal(H * ws + 2, name=f"residual{l}_w_data")
+            m.d.comb += res.w_data.eq(packed)
+            for h in range(H):
+                m.d.comb += [layer.u.payload.data[h].eq(stream_data[h]),
+                             packed[h * ws:(h + 1) * ws].eq(stream_data[h])]
+            m.d.comb += [packed[H * ws].eq(src_start), packed[H * ws + 1].eq(src_last)]
+
+            # Join: the layer's output with its residual; activation, mixing, bias, residual.
+            residual = [res.r_data[h * ws:(h + 1) * ws].as_signed() for h in range(H)]
+            ready = Signal(name=f"mix{l}_ready")
+            m.d.comb += [layer.y.ready.eq(ready & res.r_rdy),
+                         res.r_en.eq(ready & layer.y.valid)]
+            act = []
+            for h in range(H):
+                y = layer.y.payload[h]
+                act.append(self._wire(m, Mux(y < 0, 0, y) if cfg.activation == "relu" else y,
+                                      f"act{l}_{h}", y.shape()))
+            mix = self._linear(m, f"mix{l}_", act, fy, net.mix_w[l], cfg.mix.format.frac,
+                               net.mix_b[l], cfg.mix_bias.format.frac, net.mix_acc,
+                               residual=residual, res_frac=fs)
+            stream_data = [self._wire(m, requantize(v, net.mix_acc.frac, q.input), f"a{l + 1}_{h}")
+                           for h, v in enumerate(mix)]
+            src_valid = self._wire(m, layer.y.valid & res.r_rdy, f"a{l + 1}_valid")
+            src_start = self._wire(m, res.r_data[H * ws], f"a{l + 1}_start")
+            src_last = self._wire(m, res.r_data[H * ws + 1], f"a{l + 1}_last")
+            src_ready = ready
+
+        # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
+        sum_width = pool_sum_width(net)
+        wp = cfg.pool.format.width
+        sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
+        totals = [self._wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
+                             signed(sum_width)) for h in range(H)]
+        pooled = [Signal(signed(wp), name=f"pooled{h}") for h in range(H)]
+        pooled_valid = Signal()
+        pooled_take = Signal()
+        m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
+        take = src_valid & src_ready
+        with m.If(pooled_take):
+            m.d.sync += pooled_valid.eq(0)
+        with m.If(take):
+            m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+            with m.If(src_last):
+                m.d.sync += pooled_valid.eq(1)
+                for h in range(H):
+                    mean = requantize(totals[h] * Const(net.pool_mult), fs + net.pool_shift, cfg.pool)
+                    m.d.sync += pooled[h].eq(mean)
+
+        # Decoder and arg-max into the output register.
+        z = self._linear(m, "dec", pooled, cfg.pool.format.frac, net.decoder_w,
+                         cfg.decoder.format.frac, net.decoder_b, cfg.decoder_bias.format.frac,
+                         net.decoder_acc)
+        wz = logits_width(net)
+        if cfg.logits is None:
+            logits = z
+        else:
+            logits = [self._wire(m, requantize(v, net.decoder_acc.frac, cfg.logits), f"logit{c}")
+                      for c, v in enumerate(z)]
+        self._compares = 0
+        best_index, _ = self._argmax(m, [(Const(c, prediction_width(net)), v)
+                                         for c, v in enumerate(logits)])
+        m.d.comb += pooled_take.eq(pooled_valid & (~self.y.valid | self.y.ready))
+        with m.If(self.y.ready):
+            m.d.sync += self.y.valid.eq(0)
+        with m.If(pooled_take):
+            m.d.sync += self.y.valid.eq(1)
+            for c, v in enumerate(logits):
+                m.d.sync += self.y.payload.logits[c].eq(v[:wz].as_signed())
+            m.d.sync += self.y.payload.prediction.eq(best_index)
+        return m
+
+    def _argmax(self, m, candidates):
+        """Tournament over (index, value) pairs, lower indices on the left; the right one wins
+        only when strictly greater, so ties go to the lowest index (numpy.argmax)."""
+        if len(candidates) == 1:
+            return candidates[0]
+        half = (len(candidates) + 1) // 2
+        (li, lv), (ri, rv) = self._argmax(m, candidates[:half]), self._argmax(m, candidates[half:])
+        right = self._wire(m, rv > lv, f"argmax_cmp{self._compares}")
+        self._compares += 1
+        return (self._wire(m, Mux(right, ri, li), f"argmax_index{self._compares}"),
+                self._wire(m, Mux(right, rv, lv), f"argmax_value{self._compares}"))

