@@ -5,12 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # pytest workers: the RTL regression builds one simulator model per config.
 JOBS   ?= 2
+# PyTorch for the [train] extra, pinned exactly: on the CI machines this version is a CPU wheel on
+# disk. Elsewhere a CPU-only build avoids a multi-GB CUDA download, e.g.
+#   make test TORCH="torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu"
+TORCH  ?= torch==2.13.0
 
 .PHONY: demo test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]' torch==2.13.0   # exact pin: CPU wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]' $(TORCH)
 	touch $@
 
 demo: $(VENV)/.installed
