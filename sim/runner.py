@@ -102,6 +102,27 @@ def simulate(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | None =
     With ``expected``, the testbench compares bit for bit (and raises SimulationError listing
     the first mismatches); it always returns the RTL outputs.
     """
+    arrays = {"inputs": inputs} if expected is None else {"inputs": inputs, "expected": expected}
+    res = run_testbench(manifest_path, TESTBENCH_MODULE, arrays,
+                        {"expected": None, "idle_probability": idle_probability,
+                         "stall_probability": stall_probability, "check_timing": check_timing},
+                        simulator=simulator, seed=seed, cache_dir=cache_dir, verbose=verbose)
+    return SimulationResult(
+        outputs=res["outputs"], mismatches=[str(s) for s in res["mismatches"]],
+        cycles_per_timestep=float(res["cycles_per_timestep"]) if "cycles_per_timestep" in res else None,
+        latency_cycles=int(res["latency_cycles"]) if "latency_cycles" in res else None,
+        simulated_cycles=int(res["cycles"]))
+
+
+def run_testbench(manifest_path, testbench_module: str, arrays: dict, settings: dict, *,
+                  simulator: str = "verilator", seed: int = 0, cache_dir: Path | None = None,
+                  verbose: bool = False) -> dict:
+    """Build (cached by the Verilog's hash) and run a cocotb testbench on a generated design.
+
+    The testbench reads its job from the JSON file named by ``SSMGEN_JOB``: ``manifest``,
+    ``results`` (the .npz it must write), ``seed``, every entry of ``settings``, and for each
+    entry of ``arrays`` the path of an .npy file holding it (int64). Returns the results .npz as a
+    dict; raises SimulationError when the build or the run fails or the testbench fails."""
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     if simulator not in available_simulators():
@@ -140,18 +161,15 @@ def simulate(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | None =
                                       f"{_tail(build_dir / 'build.log')}") from None
         with tempfile.TemporaryDirectory(prefix="ssmgen-sim-") as tmp:
             tmp = Path(tmp)
-            np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.int64))
-            job = {"manifest": str(manifest_path), "inputs": str(tmp / "inputs.npy"),
-                   "expected": None, "results": str(tmp / "results.npz"), "seed": seed,
-                   "idle_probability": idle_probability, "stall_probability": stall_probability,
-                   "check_timing": check_timing}
-            if expected is not None:
-                np.save(tmp / "expected.npy", np.asarray(expected, dtype=np.int64))
-                job["expected"] = str(tmp / "expected.npy")
+            job = {**settings, "manifest": str(manifest_path), "results": str(tmp / "results.npz"),
+                   "seed": seed}
+            for name, array in arrays.items():
+                np.save(tmp / f"{name}.npy", np.asarray(array, dtype=np.int64))
+                job[name] = str(tmp / f"{name}.npy")
             (tmp / "job.json").write_text(json.dumps(job))
             log = tmp / "sim.log"
             try:
-                xml = runner.test(test_module=TESTBENCH_MODULE, hdl_toplevel=manifest["top"],
+                xml = runner.test(test_module=testbench_module, hdl_toplevel=manifest["top"],
                                   build_dir=build_dir, test_dir=tmp, timescale=timescale,
                                   results_xml=str(tmp / "results.xml"), seed=seed,
                                   extra_env={"SSMGEN_JOB": str(tmp / "job.json")},
@@ -162,15 +180,11 @@ def simulate(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | None =
             if not (tmp / "results.npz").exists():
                 raise SimulationError(f"testbench produced no results\n{_tail(log)}")
             with np.load(tmp / "results.npz") as res:
-                result = SimulationResult(
-                    outputs=res["outputs"], mismatches=[str(s) for s in res["mismatches"]],
-                    cycles_per_timestep=float(res["cycles_per_timestep"]) if "cycles_per_timestep" in res else None,
-                    latency_cycles=int(res["latency_cycles"]) if "latency_cycles" in res else None,
-                    simulated_cycles=int(res["cycles"]))
+                results = {key: res[key] for key in res.files}
             if failed:
                 raise SimulationError(f"testbench failed under {simulator} (seed {seed}):\n"
                                       f"{_tail(log)}")
-    return result
+    return results
 
 
 @contextlib.contextmanager
