@@ -111,12 +111,18 @@ def build_manifest(model: QuantizedSSM, layer: SSMLayer, verilog_name: str) -> d
 
 def generate(model: QuantizedSSM, out_dir) -> GeneratedDesign:
     """Write ``<name>.v`` and ``manifest.json`` into ``out_dir`` (created if needed)."""
-    out_dir = Path(out_dir)
     layer = SSMLayer(model)
-    name = model.config.name
-    text = verilog.convert(layer, name=name, emit_src=False)
+    return _write_design(layer, model.config.name, out_dir,
+                         lambda verilog_name: build_manifest(model, layer, verilog_name))
+
+
+def _write_design(component, name: str, out_dir, manifest_for) -> GeneratedDesign:
+    """Convert ``component`` to ``<name>.v`` and write it with ``manifest_for(verilog file
+    name)`` as manifest.json, each file atomically."""
+    out_dir = Path(out_dir)
+    text = verilog.convert(component, name=name, emit_src=False)
     verilog_path = out_dir / f"{name}.v"
-    manifest = build_manifest(model, layer, verilog_path.name)
+    manifest = manifest_for(verilog_path.name)
     manifest_path = out_dir / "manifest.json"
     write_atomically(verilog_path, text)
     write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
@@ -226,13 +232,6 @@ def generate_network(net, out_dir) -> GeneratedDesign:
     (ports with payload fields: ``u__payload`` = ``data[i]``, ``start``, ``last``;
     ``y__payload`` = ``logits[c]``, ``prediction``) plus ``kind = "network"`` and ``network``."""
     from .network import NetworkAccelerator
-    out_dir = Path(out_dir)
     accel = NetworkAccelerator(net)
-    name = net.config.name
-    text = verilog.convert(accel, name=name, emit_src=False)
-    verilog_path = out_dir / f"{name}.v"
-    manifest = build_network_manifest(net, accel, verilog_path.name)
-    manifest_path = out_dir / "manifest.json"
-    write_atomically(verilog_path, text)
-    write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    return GeneratedDesign(verilog_path, manifest_path, manifest)
+    return _write_design(accel, net.config.name, out_dir,
+                         lambda verilog_name: build_network_manifest(net, accel, verilog_name))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cocotb.triggers import FallingEdge, ReadOnly
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-__all__ = ["CycleCounter", "StreamDriver", "StreamMonitor", "Scoreboard", "pack_fields", "unpack_fields"]
+__all__ = ["CycleCounter", "StreamDriver", "StreamMonitor", "Scoreboard", "pack_fields",
+           "unpack_fields", "start_clock_and_reset", "stream_pass"]
 
 
 def pack_fields(fields: list[dict], values: list[int]) -> int:
@@ -116,3 +119,33 @@ class Scoreboard:
         for index, (got, want) in enumerate(zip(received, self.expected)):
             if list(got) != list(want):
                 self.mismatches.append(f"{describe(index)}: got {list(got)}, expected {list(want)}")
+
+
+async def start_clock_and_reset(dut) -> CycleCounter:
+    """Start ``dut.clk`` (10 ns) and a cycle counter, hold ``rst`` for 3 cycles with both streams
+    idle, and release it on a falling edge. Returns the counter."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    counter = CycleCounter(dut.clk)
+    cocotb.start_soon(counter.run())
+    dut.rst.value = 1
+    dut.u__valid.value = 0
+    dut.y__ready.value = 0
+    await ClockCycles(dut.clk, 3)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    return counter
+
+
+async def stream_pass(dut, counter, words, count, y_fields, *, idle, stall, rng):
+    """Send ``words`` on ``u`` and receive ``count`` beats on ``y`` (random idle cycles and
+    back-pressure with the given probabilities). Returns (outputs unpacked per ``y_fields``,
+    cycles of the sent beats, cycles of the received beats)."""
+    driver = StreamDriver(dut.clk, dut.u__valid, dut.u__ready, dut.u__payload, counter,
+                          idle_probability=idle, rng=random.Random(rng.random()))
+    monitor = StreamMonitor(dut.clk, dut.y__valid, dut.y__ready, dut.y__payload, counter,
+                            stall_probability=stall, rng=random.Random(rng.random()))
+    sender = cocotb.start_soon(driver.send(words))
+    await monitor.receive(count)
+    await sender
+    outputs = [unpack_fields(y_fields, w) for w in monitor.words]
+    return outputs, driver.sent_cycles, monitor.cycles

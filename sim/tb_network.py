@@ -23,17 +23,8 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
-from .stream import (
-    CycleCounter,
-    Scoreboard,
-    StreamDriver,
-    StreamMonitor,
-    pack_fields,
-    unpack_fields,
-)
+from .stream import Scoreboard, pack_fields, start_clock_and_reset, stream_pass
 
 
 def _input_words(manifest, inputs):
@@ -44,18 +35,6 @@ def _input_words(manifest, inputs):
         for t, sample in enumerate(sequence):
             words.append(pack_fields(fields, [*sample.tolist(), int(t == 0), int(t == steps - 1)]))
     return words
-
-
-async def _stream_pass(dut, counter, words, count, y_fields, *, idle, stall, rng):
-    driver = StreamDriver(dut.clk, dut.u__valid, dut.u__ready, dut.u__payload, counter,
-                          idle_probability=idle, rng=random.Random(rng.random()))
-    monitor = StreamMonitor(dut.clk, dut.y__valid, dut.y__ready, dut.y__payload, counter,
-                            stall_probability=stall, rng=random.Random(rng.random()))
-    sender = cocotb.start_soon(driver.send(words))
-    await monitor.receive(count)
-    await sender
-    outputs = [unpack_fields(y_fields, w) for w in monitor.words]
-    return outputs, driver.sent_cycles, monitor.cycles
 
 
 @cocotb.test()
@@ -74,24 +53,16 @@ async def network_stream(dut):
     rng = random.Random(seed)
     batch, steps, _ = inputs.shape
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    counter = CycleCounter(dut.clk)
-    cocotb.start_soon(counter.run())
-    dut.rst.value = 1
-    dut.u__valid.value = 0
-    dut.y__ready.value = 0
-    await ClockCycles(dut.clk, 3)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    counter = await start_clock_and_reset(dut)
 
     words = _input_words(manifest, inputs)
-    out_a, sent, received = await _stream_pass(dut, counter, words, batch, y_fields,
+    out_a, sent, received = await stream_pass(dut, counter, words, batch, y_fields,
                                                idle=0.0, stall=0.0, rng=rng)
     passes = {"no stalls": out_a}
     latencies = [r - s for s, r in zip(sent[steps - 1::steps], received)]
     idle, stall = float(job.get("idle_probability", 0)), float(job.get("stall_probability", 0))
     if idle or stall:
-        out_b, _, _ = await _stream_pass(dut, counter, words, batch, y_fields, idle=idle,
+        out_b, _, _ = await stream_pass(dut, counter, words, batch, y_fields, idle=idle,
                                          stall=stall, rng=rng)
         passes[f"random stalls (in {idle}, out {stall})"] = out_b
 

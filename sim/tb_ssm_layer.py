@@ -21,10 +21,8 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
-from .stream import CycleCounter, Scoreboard, StreamDriver, StreamMonitor, pack_fields, unpack_fields
+from .stream import Scoreboard, pack_fields, start_clock_and_reset, stream_pass
 
 
 def _input_words(manifest, inputs):
@@ -34,18 +32,6 @@ def _input_words(manifest, inputs):
         for t, sample in enumerate(sequence):
             words.append(pack_fields(fields, [*sample.tolist(), int(t == 0)]))
     return words
-
-
-async def _stream_pass(dut, counter, words, y_fields, *, idle, stall, rng):
-    driver = StreamDriver(dut.clk, dut.u__valid, dut.u__ready, dut.u__payload, counter,
-                          idle_probability=idle, rng=random.Random(rng.random()))
-    monitor = StreamMonitor(dut.clk, dut.y__valid, dut.y__ready, dut.y__payload, counter,
-                            stall_probability=stall, rng=random.Random(rng.random()))
-    sender = cocotb.start_soon(driver.send(words))
-    await monitor.receive(len(words))
-    await sender
-    outputs = [unpack_fields(y_fields, w) for w in monitor.words]
-    return outputs, driver.sent_cycles, monitor.cycles
 
 
 @cocotb.test()
@@ -61,18 +47,10 @@ async def ssm_layer_stream(dut):
     batch, steps, channels = inputs.shape
     describe = lambda i: f"seed {seed}: beat {i} (sequence {i // steps}, t {i % steps})"  # noqa: E731
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    counter = CycleCounter(dut.clk)
-    cocotb.start_soon(counter.run())
-    dut.rst.value = 1
-    dut.u__valid.value = 0
-    dut.y__ready.value = 0
-    await ClockCycles(dut.clk, 3)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    counter = await start_clock_and_reset(dut)
 
     words = _input_words(manifest, inputs)
-    out_a, sent, received = await _stream_pass(dut, counter, words, y_fields, idle=0.0, stall=0.0, rng=rng)
+    out_a, sent, received = await stream_pass(dut, counter, words, len(words), y_fields, idle=0.0, stall=0.0, rng=rng)
     passes = {"no stalls": out_a}
     measured = {}
     if len(received) > 1:
@@ -81,7 +59,7 @@ async def ssm_layer_stream(dut):
         measured["latency_cycles"] = received[0] - sent[0]
     idle, stall = float(job.get("idle_probability", 0)), float(job.get("stall_probability", 0))
     if idle or stall:
-        out_b, _, _ = await _stream_pass(dut, counter, words, y_fields, idle=idle, stall=stall, rng=rng)
+        out_b, _, _ = await stream_pass(dut, counter, words, len(words), y_fields, idle=idle, stall=stall, rng=rng)
         passes[f"random stalls (in {idle}, out {stall})"] = out_b
 
     mismatches = []
