@@ -269,7 +269,11 @@ class NetworkAccelerator(wiring.Component):
         self._compares = 0
         best_index, _ = self._argmax(m, [(Const(c, prediction_width(net)), v)
                                          for c, v in enumerate(logits)])
-        m.d.comb += pooled_take.eq(pooled_valid & (~self.y.valid | self.y.ready))
+        # The pooled features move to the output register only when it is empty, so that
+        # y.ready drives nothing but y.valid: no combinational path from the output port back
+        # through the layers (each layer's pipeline enable hangs off its output's ready). One
+        # output beat per sequence makes the lost overlap irrelevant to throughput.
+        m.d.comb += pooled_take.eq(pooled_valid & ~self.y.valid)
         with m.If(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
         with m.If(pooled_take):

@@ -90,6 +90,8 @@ class SSMLayer(wiring.Component):
         self.model = model
         self.lanes = model.config.hardware.lanes
         self.groups = model.states // self.lanes
+        if self._routed:
+            self.slot, self.slot_base = self._slots()
         #: Every multiplication of the last elaboration, as (a, b, product register or None):
         #: the resource estimate reads which registers a DSP block can absorb.
         self.products: list[tuple] = []
@@ -112,6 +114,22 @@ class SSMLayer(wiring.Component):
 
     def _states_of_lane(self, lane: int) -> list[int]:
         return [group * self.lanes + lane for group in range(self.groups)]
+
+    @property
+    def _routed(self) -> bool:
+        """s4d with G > 1: the readout sums the lanes per slot and routes each slot's sum to its
+        channel (see :meth:`_output`), instead of one gated sum per channel and lane."""
+        return self.model.kind == "s4d" and self.groups > 1
+
+    def _slots(self) -> tuple[list[int], list[int]]:
+        """Routed readout: (slot of each state, first channel of each group). s4d states are
+        channel-major (``channel[p] = p // M``), so a group's lanes cover consecutive channels
+        base(g) .. base(g) + K - 1; a state's slot is its channel minus its group's base."""
+        channel = [int(c) for c in self.model.channel]
+        base = [channel[g * self.lanes] for g in range(self.groups)]
+        slot = [channel[p] - base[p // self.lanes] for p in range(self.model.states)]
+        assert min(slot) >= 0, "s4d states must be channel-major"
+        return slot, base
 
     @staticmethod
     def _select(m, choices, index, shape, name):
@@ -165,12 +183,14 @@ class SSMLayer(wiring.Component):
         wx = self.model.config.quant.state.format.width
         x_re = [Signal(signed(wx), name=f"x{p}_re") for p in range(self.model.states)]
         x_im = [Signal(signed(wx), name=f"x{p}_im") for p in range(self.model.states)]
-        contributions = [[] for _ in range(self.model.channels)]   # per output: one term per lane
+        # Per output channel (or, when routed, per slot): one term per lane that feeds it.
+        contributions = [[] for _ in range(max(self.slot) + 1 if self._routed else
+                                           self.model.channels)]
         for lane in range(self.lanes):
             lane_ctx = _Lane(self, pipe, lane)
             x_new = self._state_update(lane_ctx, x_re, x_im)
-            for h, term in self._output_terms(lane_ctx, x_new, (x_re, x_im)):
-                contributions[h].append(term)
+            for key, term in self._output_terms(lane_ctx, x_new, (x_re, x_im)):
+                contributions[key].append(term)
         self._output(pipe, contributions)
         return m
 
@@ -310,41 +330,69 @@ class SSMLayer(wiring.Component):
             return [(h, c_term(model.c_re[h, states], model.c_im[h, states], f"c{h}"))
                     for h in range(model.channels)]
         term = c_term(model.c_re[states], model.c_im[states], "c")
-        channels = [int(model.channel[p]) for p in states]
-        if len(set(channels)) == 1:
-            return [(channels[0], term)]
-        # The lane's states belong to several channels: gate the term per channel.
-        return [(h, Mux(lane.rom_unsigned([int(c == h) for c in channels], f"feeds_y{h}", L + 2),
+        if not self._routed:
+            return [(int(model.channel[states[0]]), term)]      # one state per lane
+        slots = [self.slot[p] for p in states]
+        if len(set(slots)) == 1:
+            return [(slots[0], term)]
+        # The lane's state falls in different slots across groups: gate the term per slot.
+        return [(k, Mux(lane.rom_unsigned([int(s == k) for s in slots], f"feeds_slot{k}", L + 2),
                         term, 0))
-                for h in sorted(set(channels))]
+                for k in sorted(set(slots))]
 
     def _output(self, pipe: "_Pipeline", contributions):
-        """Register the aligned terms at stage L + 2, sum the lanes (D u joins with the first
-        group) at L + 3, accumulate over groups at L + 4, round at L + 5, and apply overflow
-        into the output register at L + 6."""
+        """Register the aligned terms at stage L + 2, sum the lanes at L + 3, accumulate over
+        groups at L + 4 (D u joins with the first group), round at L + 5, and apply overflow
+        into the output register at L + 6.
+
+        ``contributions``: per output channel the lanes' terms, or when routed (s4d, G > 1) per
+        slot: then the lanes are summed once per slot, and at L + 4 slot k's sum goes to
+        channel base(g) + k of the group. A folded s4d layer thus needs one adder tree, not one
+        per channel (each lane would otherwise feed every channel its states belong to); the
+        sums are exact, so the order of the additions does not change the result."""
         m, model, q, plan = pipe.m, self.model, self.model.config.quant, self.model.output_acc
         fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
         L = self.loop_stages
-        at_sum, at_acc, at_out = pipe.stage(L + 3), pipe.stage(L + 4), pipe.stage(L + 6)
+        at_sum, at_acc = pipe.stage(L + 3), pipe.stage(L + 4)
+        first, valid = at_acc.first, at_acc.valid   # (delayed outside any If: see delay())
+
+        def lane_sum(terms, name, first_group_only=()):
+            """Register the terms (L + 3), sum them and register the sum (L + 4); the terms at
+            the indices ``first_group_only`` count only for a timestep's first group."""
+            terms = [pipe.delay(self._wire(m, t, f"{name}_term{i}"), 1, f"{name}_term{i}_reg")
+                     for i, t in enumerate(terms)]
+            for i in first_group_only:
+                terms[i] = Mux(at_sum.first, terms[i], 0)
+            return pipe.delay(self._wire(m, sum(terms), f"{name}_lanes"), 1, f"{name}_lanes_reg")
+
+        if self._routed:
+            slot_sums = [lane_sum(terms, f"slot{k}") for k, terms in enumerate(contributions)]
+            base = pipe.rom_unsigned(self.slot_base, "slot_base", L + 4)
         y_next = Signal(output_layout(model))
         for h in range(model.channels):
             # D u is multiplied at stage L + 1 and registered like the C products.
             d_product = pipe.product(Const(int(model.d[h]), signed(wd)), pipe.stage(L + 1).u[h], 1,
                                      f"y{h}_du")
-            terms = [self._acc_term(plan, d_product, fd + fu), *contributions[h]]
-            terms = [pipe.delay(self._wire(m, t, f"y{h}_term{i}"), 1, f"y{h}_term{i}_reg")
-                     for i, t in enumerate(terms)]
-            if self.groups > 1:
-                terms[0] = Mux(at_sum.first, terms[0], 0)
-            lane_sum = pipe.delay(self._wire(m, sum(terms), f"y{h}_lanes"), 1, f"y{h}_lanes_reg")
+            d_term = self._acc_term(plan, d_product, fd + fu)
+            if self._routed:
+                # Channel h takes slot k's sum when its group starts at channel h - k; D u
+                # joins at the first group.
+                lanes = sum(Mux(base == h - k, slot_sums[k], 0)
+                            for k in range(len(slot_sums)) if h >= k)
+                first_value = pipe.delay(self._wire(m, d_term, f"y{h}_d_term"), 2,
+                                         f"y{h}_d_term_reg")
+            else:
+                lanes = lane_sum([d_term, *contributions[h]], f"y{h}",
+                                 first_group_only=(0,) if self.groups > 1 else ())
+                first_value = 0
             if self.groups == 1:
-                total = pipe.delay(lane_sum, 1, f"y{h}_total")
+                total = pipe.delay(lanes, 1, f"y{h}_total")
             else:
                 # Running sum over the groups; the last group's sum is read one stage later,
                 # before the next timestep's first group overwrites it.
                 total = Signal(signed(plan.sum_bits), name=f"y{h}_partial")
-                running = Mux(at_acc.first, 0, total) + lane_sum
-                with m.If(pipe.advance & at_acc.valid):
+                running = Mux(first, first_value, total) + lanes
+                with m.If(pipe.advance & valid):
                     m.d.sync += total.eq(running)
             acc = self._wire(m, self._acc_result(plan, total), f"y{h}_sum")
             rounded = pipe.delay(self._wire(m, round_shift(acc, plan.frac - q.output.format.frac,
@@ -352,7 +400,9 @@ class SSMLayer(wiring.Component):
                                  1, f"y{h}_rounded_reg")
             m.d.comb += y_next[h].eq(apply_overflow(rounded, q.output.format.width, q.output.overflow))
 
-        with m.If(pipe.advance & at_out.valid & at_out.last):
+        at_out = pipe.stage(L + 6)
+        out_valid, out_last = at_out.valid, at_out.last
+        with m.If(pipe.advance & out_valid & out_last):
             m.d.sync += [self.y.payload.eq(y_next), self.y.valid.eq(1)]
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
@@ -446,6 +496,20 @@ class _Pipeline:
         self.layer.products.append((Value.cast(a), Value.cast(b), result if registers else None))
         return result
 
+    def lookup(self, consts, shape, name: str, stage: int):
+        """``consts[group]`` for the group at ``stage``: read one stage earlier and registered
+        (so it reaches a multiplier as a register; only the group number travels down the
+        pipeline, not the ROM words)."""
+        read = max(stage - 1, 0)
+        word = SSMLayer._select(self.m, consts, self.stage(read).group, shape, f"{name}_s{read}")
+        return self.delay(word, stage - read, f"{name}_s{stage}")
+
+    def rom_unsigned(self, values, name: str, stage: int):
+        if len(set(values)) == 1:
+            return Const(values[0], range(values[0] + 1))
+        return self.lookup([Const(v, range(max(values) + 1)) for v in values],
+                           range(max(values) + 1), name, stage)
+
     def stage(self, s: int) -> _Token:
         """The token as seen by the logic fed from stage ``s``'s registers."""
         if s not in self._stages:
@@ -479,14 +543,10 @@ class _Lane:
         return self._lookup([Const(int(v), signed(width)) for v in values], signed(width), what, stage)
 
     def rom_unsigned(self, values, what: str, stage: int):
-        shape = range(max(values) + 1)
-        return self._lookup([Const(v, shape) for v in values], shape, what, stage)
+        return self.pipe.rom_unsigned(values, self.name(what), stage)
 
     def _lookup(self, consts, shape, what: str, stage: int):
-        read = max(stage - 1, 0)
-        word = SSMLayer._select(self.m, consts, self.pipe.stage(read).group, shape,
-                                self.name(f"{what}_s{read}"))
-        return self.delay(word, stage - read, f"{what}_s{stage}")
+        return self.pipe.lookup(consts, shape, self.name(what), stage)
 
     def per_class(self, build, stage: int, what: str):
         """Evaluate ``build(state_frac)`` for each distinct state format among the lane's states

@@ -32,10 +32,18 @@ def _load(config_path):
 
 
 def cmd_generate(args) -> int:
-    from .hw.generate import generate
-    model = _load(args.config)
-    _progress(f"generating Verilog for {model.config.name} ...")
-    design = generate(model, args.output)
+    from .hw.generate import generate, generate_network
+    config = load_config(args.config)
+    if config.network is not None:
+        # A whole model (ssmgen train writes one): encoder, every layer, pooling, decoder.
+        from .golden.network import load_network
+        _progress(f"generating Verilog for the whole network {config.name} "
+                  f"({config.network.layers} layers) ...")
+        design = generate_network(load_network(config), args.output)
+    else:
+        model = _load(args.config)
+        _progress(f"generating Verilog for {model.config.name} ...")
+        design = generate(model, args.output)
     hw = design.manifest["hardware"]
     print(f"wrote {design.verilog_path} and {design.manifest_path}")
     print(f"lanes {hw['lanes']}: {hw['cycles_per_timestep']} cycle(s) per timestep, "

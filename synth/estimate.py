@@ -279,7 +279,12 @@ def _inventory(model: QuantizedSSM, rule: DspRule) -> _Inventory:
         inv.add += (groups - 1).bit_length()             # group counter + 1
         inv.cmp += (groups - 1).bit_length()             # group == G - 1, group == g decodes
     roms = set()
-    out_terms = [[] for _ in range(H)]                    # per channel: term widths
+    # s4d with G > 1 sums the lanes per slot and routes the slot sums to the channels
+    # (SSMLayer._output); otherwise one sum per channel
+    routed = model.kind == "s4d" and groups > 1
+    if routed:
+        slot = [int(model.channel[p]) - int(model.channel[p - p % lanes]) for p in range(model.states)]
+    out_terms = [[] for _ in range(max(slot) + 1 if routed else H)]   # per sum: term widths
     for lane in range(lanes):
         states = [g * lanes + lane for g in range(groups)]
         fracs = sorted({int(model.state_frac[p]) for p in states})
@@ -373,26 +378,45 @@ def _inventory(model: QuantizedSSM, rule: DspRule) -> _Inventory:
                 out_terms[h].append(c_term(model.c_re[h, states], model.c_im[h, states]))
         else:
             term = c_term(model.c_re[states], model.c_im[states])
-            channels = sorted({int(model.channel[p]) for p in states})
-            for h in channels:
-                out_terms[h].append(term)
-                if len(channels) > 1:
-                    inv.mux += term
+            keys = sorted({slot[p] for p in states}) if routed else [int(model.channel[states[0]])]
+            for key in keys:
+                out_terms[key].append(term)
+                if len(keys) > 1:
+                    inv.mux += term                 # gated per slot
     # output accumulation
+    slot_width = []
+    for terms in (out_terms if routed else []):
+        width = max(terms)
+        for term in terms[1:]:
+            width = max(width, term) + 1
+            inv.add += min(width, oplan.sum_bits + 1)
+        inv.csa += max(0, len(terms) - 2) * oplan.sum_bits
+        slot_width.append(min(width, oplan.sum_bits))
+    if routed:
+        base_bits = max(1, (H - 1).bit_length())
+        inv.rom += base_bits * -(-groups // 16)      # first channel of each group
     for h in range(H):
         d_width = product((wd, int(model.d[h]), None), wu, "d*u", ("u", h))
         d_term = _acc_term(inv, oplan, d_width, fd + fu)
-        if groups > 1:
-            inv.mux += oplan.sum_bits
-            first = oplan.sum_bits
+        if routed:
+            # slot k's sum when base(g) = h - k; D u or the running sum; one adder per slot
+            candidates = slot_width[:h + 1]
+            inv.cmp += base_bits * len(candidates)
+            inv.mux += sum(candidates) + oplan.sum_bits
+            inv.add += oplan.sum_bits * len(candidates)
+            width = oplan.sum_bits
         else:
-            first = d_term
-        width = first
-        for term in out_terms[h]:
-            width = max(width, term) + 1
-            inv.add += min(width, oplan.sum_bits + 1)
-        operands = 1 + len(out_terms[h])        # D u and one registered term per lane
-        inv.csa += max(0, operands - 2) * oplan.sum_bits
+            if groups > 1:
+                inv.mux += oplan.sum_bits
+                first = oplan.sum_bits
+            else:
+                first = d_term
+            width = first
+            for term in out_terms[h]:
+                width = max(width, term) + 1
+                inv.add += min(width, oplan.sum_bits + 1)
+            operands = 1 + len(out_terms[h])        # D u and one registered term per lane
+            inv.csa += max(0, operands - 2) * oplan.sum_bits
         acc = _acc_result(inv, oplan, min(width, oplan.sum_bits))
         _requantize(inv, acc, oplan.frac, q.output)
     return inv
