@@ -32,7 +32,10 @@ constant), so every sequence must have exactly ``network.steps`` beats for the g
 the pooling accumulator is sized for that many.
 
 Flow control. Valid/ready everywhere; back-pressure on ``y`` propagates to ``u`` through the
-layers (each layer's pipeline holds when its output is not taken).
+layers (each layer's pipeline holds when its output is not taken). ``y.ready`` itself drives
+only the output register: the pooled features move into it when it is empty, so no
+combinational path runs from the output port back into the layers (one output beat per
+sequence, so the lost cycle of overlap costs no throughput).
 """
 
 from __future__ import annotations
@@ -269,10 +272,8 @@ class NetworkAccelerator(wiring.Component):
         self._compares = 0
         best_index, _ = self._argmax(m, [(Const(c, prediction_width(net)), v)
                                          for c, v in enumerate(logits)])
-        # The pooled features move to the output register only when it is empty, so that
-        # y.ready drives nothing but y.valid: no combinational path from the output port back
-        # through the layers (each layer's pipeline enable hangs off its output's ready). One
-        # output beat per sequence makes the lost overlap irrelevant to throughput.
+        # Only into an empty output register: y.ready then drives nothing but y.valid (see
+        # "Flow control"); each layer's pipeline enable would otherwise hang off the port.
         m.d.comb += pooled_take.eq(pooled_valid & ~self.y.valid)
         with m.If(self.y.ready):
             m.d.sync += self.y.valid.eq(0)

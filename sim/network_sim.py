@@ -1,10 +1,11 @@
-"""Run a generated whole network (``hw/network.py``) under cocotb: the network counterpart of
-``runner.simulate``, with the same simulators, build cache and locking.
+"""Run a generated whole network (``hw/network.py``) in simulation.
 
-:func:`simulate_network` runs a generated design (manifest + Verilog) on integer inputs;
-:func:`run_network_rtl` is the one-call path an ``--engine rtl`` evaluation uses: generate the
-Verilog of a quantized network into a cache folder, simulate a batch, return logits and
-predictions (optionally checked against the golden model bit for bit).
+:func:`simulate_network` runs a generated design (manifest + Verilog) under the cocotb
+testbench ``tb_network`` (the network counterpart of ``runner.simulate``: random stalls,
+latency check, scoreboard); :func:`run_network_rtl` is the one-call path an ``--engine rtl``
+evaluation uses: generate the Verilog of a quantized network into a cache folder, stream a
+batch through the native stream bench (``native_bench``: fast enough for a whole test split),
+return logits and predictions, checked against the golden model bit for bit.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def simulate_network(manifest_path, inputs: np.ndarray, *, expected_logits=None,
 
 
 def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = True,
-                    work_dir=None, seed: int = 0, cache_dir: Path | None = None
+                    work_dir=None, cache_dir: Path | None = None, progress=None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Run a quantized network's generated RTL on a batch: the ``--engine rtl`` path.
 
@@ -65,12 +66,16 @@ def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = T
     u_int: int64 (batch, T = network.steps, H_in) in ``network.quant.input`` (float inputs:
            ``golden.network.quantize_network_input`` first)
     Returns (logits int64 (batch, classes) with ``net.logits_frac`` fraction bits,
-    predictions int64 (batch,)). With ``check`` the testbench also compares every output with
-    ``golden.network.run_integer_network`` and raises SimulationError on any difference.
-    The Verilog goes to ``work_dir`` (default: a folder per network hash under the cache), so
-    repeated calls reuse the simulator build."""
+    predictions int64 (batch,)). The sequences stream back to back through the native stream
+    bench (``sim/native_bench.py``: no Python per cycle, so a whole test split takes minutes);
+    with ``check`` every logit and prediction is compared with
+    ``golden.network.run_integer_network`` and any difference raises SimulationError.
+    ``progress(done, total)`` is called as sequences finish. The Verilog goes to ``work_dir``
+    (default: a folder per network hash under the cache), so repeated calls reuse the build."""
     from ..golden.network import predict, run_integer_network
     from ..hw.generate import generate_network, network_hash
+    from .native_bench import run_stream
+    from .stream import pack_fields
     u_int = np.asarray(u_int)
     cfg = net.network
     if u_int.ndim != 3 or u_int.shape[1] != cfg.steps or u_int.shape[2] != cfg.inputs:
@@ -79,10 +84,25 @@ def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = T
     if work_dir is None:
         work_dir = (cache_dir or default_cache_dir()) / "designs" / network_hash(net)[:16]
     design = generate_network(net, work_dir)
-    expected = {}
+    fields = design.manifest["ports"]["u__payload"]["fields"]
+    words = [pack_fields(fields, [*sample.tolist(), int(t == 0), int(t == cfg.steps - 1)])
+             for sequence in u_int for t, sample in enumerate(sequence)]
+    batch = len(u_int)
+    hw = design.manifest["hardware"]
+    # Every sequence at full rate plus the pipeline's latency, with a wide margin.
+    max_cycles = 2 * (len(words) * hw["cycles_per_timestep"] + hw["latency_cycles"]) + 1000
+    run = run_stream(design.manifest_path, words, batch, max_cycles=max_cycles,
+                     simulator=simulator, cache_dir=cache_dir, progress=progress)
+    out = np.array(run.outputs, dtype=np.int64)
+    logits, predictions = out[:, :-1], out[:, -1]
     if check:
-        logits = run_integer_network(net, u_int)
-        expected = dict(expected_logits=logits, expected_predictions=predict(logits))
-    result = simulate_network(design.manifest_path, u_int, simulator=simulator, seed=seed,
-                              cache_dir=cache_dir, check_timing=False, **expected)
-    return result.logits, result.predictions
+        want = run_integer_network(net, u_int)
+        want_pred = predict(want)
+        bad = [i for i in range(batch) if not (np.array_equal(logits[i], want[i])
+                                               and predictions[i] == want_pred[i])]
+        if bad:
+            first = ", ".join(f"sequence {i}: RTL {logits[i].tolist()} -> {predictions[i]}, "
+                              f"golden {want[i].tolist()} -> {want_pred[i]}" for i in bad[:3])
+            raise SimulationError(f"{len(bad)} of {batch} sequences differ from the golden "
+                                  f"model; first: {first}")
+    return logits, predictions

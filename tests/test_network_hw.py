@@ -12,6 +12,7 @@ predictions; every random source is seeded and failure messages name the case an
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import numpy as np
@@ -22,6 +23,7 @@ from test_network import network_dict, random_network_weights
 from ssmgen.config import ConfigError, parse_config
 from ssmgen.golden.network import predict, quantize_network, run_integer_network
 from ssmgen.sim.runner import available_simulators
+from ssmgen.sim.stream import pack_fields
 
 SEED = 0x4E7
 
@@ -203,16 +205,41 @@ def test_generated_network_matches_golden_under_cocotb(simulator, tmp_path):
 
 
 @pytest.mark.rtl
-def test_run_network_rtl_returns_golden_results(tmp_path):
-    """The --engine rtl entry point (same design as above: the Verilator build is cached)."""
-    simulator = available_simulators()[0] if available_simulators() else pytest.skip("no simulator")
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_run_network_rtl_returns_golden_results(simulator, tmp_path, monkeypatch):
+    """The --engine rtl entry point: the native stream bench (no Python per cycle) gives the
+    golden logits, sequences back to back at full rate (one output every T x G cycles), and a
+    difference from the golden model raises."""
+    if simulator not in available_simulators():
+        pytest.skip(f"{simulator} not installed")
+    import ssmgen.golden.network as golden_network
+    from ssmgen.sim.native_bench import run_stream
     from ssmgen.sim.network_sim import run_network_rtl
+    from ssmgen.sim.runner import SimulationError
     seed = SEED + 100
     qnet = build_network(RTL_CASE, seed)
-    u = random_inputs(qnet, 2, seed + 1)
+    u = random_inputs(qnet, 5, seed + 1)
     logits, preds = run_network_rtl(qnet, u, simulator=simulator, work_dir=tmp_path)
     want = run_integer_network(qnet, u)
-    np.testing.assert_array_equal(logits, want)
+    np.testing.assert_array_equal(logits, want, err_msg=simulator)
     np.testing.assert_array_equal(preds, predict(want))
+
+    # the same design through run_stream: output spacing and latency as the manifest says
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    hw, steps = manifest["hardware"], qnet.network.steps
+    fields = manifest["ports"]["u__payload"]["fields"]
+    words = [pack_fields(fields, [*x.tolist(), int(t == 0), int(t == steps - 1)])
+             for seq in u for t, x in enumerate(seq)]
+    run = run_stream(tmp_path / "manifest.json", words, len(u), max_cycles=10_000,
+                     simulator=simulator)
+    gaps = np.diff(run.output_cycles).tolist()
+    assert gaps == [steps * hw["cycles_per_timestep"]] * (len(u) - 1)
+    # the first beat is taken at cycle 0, the last beat of sequence 0 at (T - 1) x G, and its
+    # output is taken `latency` cycles later
+    assert run.output_cycles[0] == (steps - 1) * hw["cycles_per_timestep"] + hw["latency_cycles"]
+
     with pytest.raises(ValueError, match="T=3"):
         run_network_rtl(qnet, u[:, :2], simulator=simulator, work_dir=tmp_path)
+    monkeypatch.setattr(golden_network, "run_integer_network", lambda net, u: want + 1)
+    with pytest.raises(SimulationError, match="5 of 5 sequences differ from the golden model"):
+        run_network_rtl(qnet, u, simulator=simulator, work_dir=tmp_path)
