@@ -13,15 +13,16 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from .ssm_layer import SSMLayer
-
 __all__ = ["SynthHarness"]
 
 
 class SynthHarness(wiring.Component):
-    """Ports: ``out : Out(1)`` (a fold of every output bit, registered)."""
+    """Ports: ``out : Out(1)`` (a fold of every output bit, registered).
 
-    def __init__(self, layer: SSMLayer):
+    ``layer``: the accelerator, any component with the generated ``u`` and ``y`` streams (an
+    ``SSMLayer`` or a ``NetworkAccelerator``)."""
+
+    def __init__(self, layer: wiring.Component):
         self.layer = layer
         super().__init__({"out": Out(1)})
 

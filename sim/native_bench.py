@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .runner import (SIMULATORS, SimulationError, _build_lock, _tail, _verilator_env,
                      available_simulators, default_cache_dir)
 from .stream import unpack_fields

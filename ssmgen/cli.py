@@ -26,9 +26,16 @@ def default_config_path() -> Path:
     return Path(str(resources.files("ssmgen") / "default.toml"))
 
 
-def _load(config_path):
+def load_single_layer(config_path, command: str):
+    """The single layer of a config, for the commands that take one. A whole network's config
+    (a [network] section) is refused by name rather than reduced to its first layer."""
     from .golden.quantized import load_model
-    return load_model(load_config(config_path))
+    config = load_config(config_path)
+    if config.network is not None:
+        raise ConfigError(f"{config_path}: [network] describes a whole network; `ssmgen {command}`"
+                          f" takes a single-layer config (for a network: ssmgen generate, "
+                          f"ssmgen synth, ssmgen eval)")
+    return load_model(config)
 
 
 def cmd_generate(args) -> int:
@@ -41,7 +48,7 @@ def cmd_generate(args) -> int:
                   f"({config.network.layers} layers) ...")
         design = generate_network(load_network(config), args.output)
     else:
-        model = _load(args.config)
+        model = load_single_layer(args.config, "generate")
         _progress(f"generating Verilog for {model.config.name} ...")
         design = generate(model, args.output)
     hw = design.manifest["hardware"]
@@ -88,7 +95,7 @@ def run_engine(model, u: np.ndarray, engine: str, *, simulator: str = "verilator
 
 def cmd_run(args) -> int:
     from .hw.generate import write_atomically
-    model = _load(args.config)
+    model = load_single_layer(args.config, "run")
     u = _read_input(args.input, model.channels)
     start = time.perf_counter()
     y = run_engine(model, u, args.engine, simulator=args.sim)
@@ -102,7 +109,12 @@ def cmd_run(args) -> int:
 
 def cmd_synth(args) -> int:
     from .synth.flow import synthesize
-    model = _load(args.config)
+    config = load_config(args.config)
+    if config.network is not None:
+        from .golden.network import load_network
+        model = load_network(config)       # the whole network; no analytic estimate
+    else:
+        model = load_single_layer(args.config, "synth")
     report = synthesize(model, args.target, args.output, place=not args.no_place, progress=_progress)
     print(format_synth_report(report))
     print(f"report: {Path(args.output) / 'report.json'}")
@@ -132,7 +144,7 @@ def format_synth_report(report: dict) -> str:
 
 def cmd_build(args) -> int:
     from .synth.board import build_board
-    model = _load(args.config)
+    model = load_single_layer(args.config, "build")
     report = build_board(model, args.board, args.output, baud=args.baud,
                          max_batch=args.max_batch, progress=_progress)
     print(format_board_report(report))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import load_config
+from .cli import load_single_layer
 from .golden import float_model
 from .golden.integer_model import dequantize_output, quantize_input, run_integer
-from .golden.quantized import describe_formats, load_model
+from .golden.quantized import describe_formats
 from .hw.generate import generate
 from .sim.runner import simulate
 
@@ -29,8 +29,8 @@ def run_demo(config_path, *, out_dir: Path, simulator: str = "verilator", seed: 
              batch: int = 4, steps: int = 64) -> int:
     if batch < 1 or steps < 2:
         raise ValueError(f"--batch must be >= 1 and --steps >= 2, not {batch} and {steps}")
-    config = load_config(config_path)
-    model = load_model(config)
+    model = load_single_layer(config_path, "demo")
+    config = model.config
     _say(f"config {config_path}: {model.kind}, H={model.channels}, P={model.states} states, "
          f"lanes={config.hardware.lanes}")
 

@@ -22,9 +22,11 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from ..golden.network import QuantizedNetwork
 from ..golden.quantized import QuantizedSSM
-from ..hw.generate import generate, model_hash, write_atomically
+from ..hw.generate import generate, generate_network, model_hash, network_hash, write_atomically
 from ..hw.harness import SynthHarness
+from ..hw.network import NetworkAccelerator
 from ..hw.ssm_layer import SSMLayer
 from .estimate import estimate
 from .targets import TARGETS, Target
@@ -128,12 +130,14 @@ def _parse_nextpnr(report: dict) -> dict:
             "utilization": utilization}
 
 
-def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = True,
-               progress=print) -> dict:
-    """Synthesize (and place and route) one config for one target; write report.json.
+def synthesize(model: QuantizedSSM | QuantizedNetwork, target_name: str, out_dir, *,
+               place: bool = True, progress=print) -> dict:
+    """Synthesize (and place and route) one layer or a whole network for one target; write
+    report.json.
 
     Returns the report. An over-capacity design gives ``fits: false`` and ``overflow`` lines
-    naming each resource (place and route is then skipped).
+    naming each resource (place and route is then skipped). The analytic estimate covers a
+    single layer only; a network's report has none.
     """
     if target_name not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {target_name!r}")
@@ -143,10 +147,15 @@ def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = 
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    design = generate(model, out_dir)
-    layer = SSMLayer(model)
+    network = isinstance(model, QuantizedNetwork)
+    if network:
+        design, accelerator = generate_network(model, out_dir), NetworkAccelerator(model)
+        lanes, digest = accelerator.layers[0].lanes, network_hash(model)
+    else:
+        design, accelerator = generate(model, out_dir), SSMLayer(model)
+        lanes, digest = accelerator.lanes, model_hash(model)
     harness_path = work / "harness.v"
-    write_atomically(harness_path, verilog.convert(SynthHarness(layer), name="ssmgen_harness",
+    write_atomically(harness_path, verilog.convert(SynthHarness(accelerator), name="ssmgen_harness",
                                                    emit_src=False))
     shutil.copy(design.verilog_path, work / design.verilog_path.name)
 
@@ -156,14 +165,16 @@ def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = 
     stats = _yosys_parallel(jobs, target, work, progress)
     accel = _count(stats["accelerator"], target)
     report = {
-        "target": target.name, "config": model.config.name, "model_hash": model_hash(model),
-        "lanes": layer.lanes, "cycles_per_timestep": layer.cycles_per_timestep,
+        "target": target.name, "config": model.config.name, "model_hash": digest,
+        "kind": "network" if network else "layer",
+        "lanes": lanes, "cycles_per_timestep": accelerator.cycles_per_timestep,
         "scheme": HARNESS_SCHEME, "yosys": target.yosys_synth, "accelerator": accel,
         "capacity": dict(target.capacity),
         "accelerator_percent": {r: round(100.0 * accel.get(r, 0) / cap, 2)
                                 for r, cap in target.capacity.items() if cap},
     }
-    report["estimate"] = estimate(model, target_name)   # analytic model beside Yosys's counts
+    if not network:
+        report["estimate"] = estimate(model, target_name)   # analytic model beside Yosys's counts
     overflow = _overflow_message(accel, target)
     report["fits"] = not overflow
     report["overflow"] = overflow
@@ -179,7 +190,8 @@ def synthesize(model: QuantizedSSM, target_name: str, out_dir, *, place: bool = 
         report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
                        "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})
         if placed["fmax_mhz"]:
-            report["throughput_msteps_per_s"] = round(placed["fmax_mhz"] / layer.cycles_per_timestep, 3)
+            report["throughput_msteps_per_s"] = round(placed["fmax_mhz"]
+                                                      / accelerator.cycles_per_timestep, 3)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return report
