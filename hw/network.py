@@ -18,8 +18,9 @@ constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is ful
 (the logits) or requantized into ``network.quant.logits``. Arg-max ties go to the lowest class.
 
 Each SSM layer is an unchanged :class:`~ssmgen.hw.ssm_layer.SSMLayer` built from the layer's own
-``QuantizedSSM`` (``net.layers[l]``, its own weights and per-mode state formats). The encoder and
-each mixing layer are combinational in front of the next layer's issue register; the residual
+``QuantizedSSM`` (``net.layers[l]``, its own weights and per-mode state formats). The encoder is
+combinational in front of layer 0's issue register; each mixing layer ends in a register slice
+(``hw/register_slice.py``), and so does the decoder, before the arg-max. The residual
 of layer ``l`` waits in a ``SyncFIFO`` written when the layer accepts a beat and read when its
 output beat is consumed. Its depth, ``latency // cycles_per_timestep + 2`` beats, covers what a
 layer holds at full rate, so the FIFO never throttles an unstalled stream (tested); when full it
@@ -32,21 +33,24 @@ constant), so every sequence must have exactly ``network.steps`` beats for the g
 the pooling accumulator is sized for that many.
 
 Flow control. Valid/ready everywhere; back-pressure on ``y`` propagates to ``u`` through the
-layers (each layer's pipeline holds when its output is not taken). ``y.ready`` itself drives
-only the output register: the pooled features move into it when it is empty, so no
-combinational path runs from the output port back into the layers (one output beat per
-sequence, so the lost cycle of overlap costs no throughput).
+layers (each layer's pipeline holds when its output is not taken). The register slices'
+ready comes from a register, so no combinational path runs from ``y.ready`` back into the
+layers, nor from one layer's ready to the previous layer's.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.network import QuantizedNetwork
 from .fixed import requantize
+from .register_slice import RegisterSlice
 from .ssm_layer import SSMLayer
+
+#: Arg-max tournament levels (a compare and a select each) between register slices.
+ARGMAX_LEVELS_PER_SLICE = 2
 
 __all__ = ["NetworkAccelerator", "input_layout", "output_layout", "logits_width",
            "prediction_width", "pool_sum_width"]
@@ -105,8 +109,10 @@ class NetworkAccelerator(wiring.Component):
     layers : list of SSMLayer      one per network layer, each with its own weights
     cycles_per_timestep : int      G of the layers: one input beat every G cycles at full rate
     latency : int                  cycles from accepting a sequence's last beat to its output
-                                   beat's valid, without back-pressure
-                                   = sum of the layers' latencies + 2 (pool, output registers)
+                                   beat's valid, without back-pressure = sum of the layers'
+                                   latencies + one register slice per layer (after the
+                                   mixing) + 3 (pool, logits slice, output registers) + the
+                                   register slices of the arg-max tournament
     fifo_depths : list of int      residual FIFO depth of each layer
     """
 
@@ -149,7 +155,13 @@ class NetworkAccelerator(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return sum(layer.latency for layer in self.layers) + 2
+        return sum(layer.latency + 1 for layer in self.layers) + 3 + self._argmax_slices
+
+    @property
+    def _argmax_slices(self) -> int:
+        """Register slices inside the arg-max tournament (see elaborate)."""
+        levels = (self.net.network.classes - 1).bit_length()
+        return (levels - 1) // ARGMAX_LEVELS_PER_SLICE
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -231,12 +243,21 @@ class NetworkAccelerator(wiring.Component):
             mix = self._linear(m, f"mix{l}_", act, fy, net.mix_w[l], cfg.mix.format.frac,
                                net.mix_b[l], cfg.mix_bias.format.frac, net.mix_acc,
                                residual=residual, res_frac=fs)
-            stream_data = [self._wire(m, requantize(v, net.mix_acc.frac, q.input), f"a{l + 1}_{h}")
-                           for h, v in enumerate(mix)]
-            src_valid = self._wire(m, layer.y.valid & res.r_rdy, f"a{l + 1}_valid")
-            src_start = self._wire(m, res.r_data[H * ws], f"a{l + 1}_start")
-            src_last = self._wire(m, res.r_data[H * ws + 1], f"a{l + 1}_last")
-            src_ready = ready
+            mixed = [requantize(v, net.mix_acc.frac, q.input) for v in mix]
+            # A register slice after the mixing: the layer's output register, the mixing and
+            # the next layer's issue register would otherwise form one path, and the ready
+            # chain would run through every layer.
+            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2)
+            m.d.comb += [cut.i.valid.eq(layer.y.valid & res.r_rdy),
+                         cut.i.payload.eq(Cat(*(v[:ws] for v in mixed), res.r_data[H * ws],
+                                              res.r_data[H * ws + 1])),
+                         ready.eq(cut.i.ready)]
+            stream_data = [self._wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(),
+                                      f"a{l + 1}_{h}") for h in range(H)]
+            src_valid = cut.o.valid
+            src_start = self._wire(m, cut.o.payload[H * ws], f"a{l + 1}_start")
+            src_last = self._wire(m, cut.o.payload[H * ws + 1], f"a{l + 1}_last")
+            src_ready = cut.o.ready
 
         # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
         sum_width = pool_sum_width(net)
@@ -259,39 +280,62 @@ class NetworkAccelerator(wiring.Component):
                     mean = requantize(totals[h] * Const(net.pool_mult), fs + net.pool_shift, cfg.pool)
                     m.d.sync += pooled[h].eq(mean)
 
-        # Decoder and arg-max into the output register.
+        # Decoder into a register slice (the products and their sum are one path), then the
+        # arg-max into the output register.
         z = self._linear(m, "dec", pooled, cfg.pool.format.frac, net.decoder_w,
                          cfg.decoder.format.frac, net.decoder_b, cfg.decoder_bias.format.frac,
                          net.decoder_acc)
         wz = logits_width(net)
-        if cfg.logits is None:
-            logits = z
-        else:
-            logits = [self._wire(m, requantize(v, net.decoder_acc.frac, cfg.logits), f"logit{c}")
-                      for c, v in enumerate(z)]
-        self._compares = 0
-        best_index, _ = self._argmax(m, [(Const(c, prediction_width(net)), v)
-                                         for c, v in enumerate(logits)])
-        # Only into an empty output register: y.ready then drives nothing but y.valid (see
-        # "Flow control"); each layer's pipeline enable would otherwise hang off the port.
-        m.d.comb += pooled_take.eq(pooled_valid & ~self.y.valid)
+        if cfg.logits is not None:
+            z = [requantize(v, net.decoder_acc.frac, cfg.logits) for v in z]
+        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz)
+        m.d.comb += [cut.i.valid.eq(pooled_valid),
+                     cut.i.payload.eq(Cat(*(v[:wz] for v in z))),
+                     pooled_take.eq(pooled_valid & cut.i.ready)]
+        # Arg-max: a tournament, level by level, with a register slice after every
+        # ARGMAX_LEVELS_PER_SLICE levels; the logits travel beside it to the output register.
+        wp = prediction_width(net)
+        logits = cut.o.payload[:cfg.classes * wz]
+        candidates = [(Const(c, wp), logits[c * wz:(c + 1) * wz].as_signed())
+                      for c in range(cfg.classes)]
+        valid, ready = cut.o.valid, cut.o.ready     # the stream so far; `ready` is ours to drive
+        level = 0
+        while len(candidates) > 1:
+            candidates = self._argmax_level(m, candidates, level)
+            level += 1
+            if len(candidates) > 1 and level % ARGMAX_LEVELS_PER_SLICE == 0:
+                stage = m.submodules[f"argmax_slice{level}"] = RegisterSlice(
+                    cfg.classes * wz + len(candidates) * (wp + wz))
+                m.d.comb += [stage.i.valid.eq(valid), ready.eq(stage.i.ready),
+                             stage.i.payload.eq(Cat(logits, *(Cat(i, v) for i, v in candidates)))]
+                valid, ready = stage.o.valid, stage.o.ready
+                logits = stage.o.payload[:cfg.classes * wz]
+                base = cfg.classes * wz
+                candidates = [(stage.o.payload[base + k * (wp + wz):][:wp],
+                               stage.o.payload[base + k * (wp + wz) + wp:][:wz].as_signed())
+                              for k in range(len(candidates))]
+        best_index = candidates[0][0]
+        # y.ready reaches only the last stage's output enable (see "Flow control").
+        m.d.comb += ready.eq(~self.y.valid | self.y.ready)
         with m.If(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
-        with m.If(pooled_take):
+        with m.If(valid & ready):
             m.d.sync += self.y.valid.eq(1)
-            for c, v in enumerate(logits):
-                m.d.sync += self.y.payload.logits[c].eq(v[:wz].as_signed())
+            for c in range(cfg.classes):
+                m.d.sync += self.y.payload.logits[c].eq(logits[c * wz:(c + 1) * wz].as_signed())
             m.d.sync += self.y.payload.prediction.eq(best_index)
         return m
 
-    def _argmax(self, m, candidates):
-        """Tournament over (index, value) pairs, lower indices on the left; the right one wins
-        only when strictly greater, so ties go to the lowest index (numpy.argmax)."""
-        if len(candidates) == 1:
-            return candidates[0]
-        half = (len(candidates) + 1) // 2
-        (li, lv), (ri, rv) = self._argmax(m, candidates[:half]), self._argmax(m, candidates[half:])
-        right = self._wire(m, rv > lv, f"argmax_cmp{self._compares}")
-        self._compares += 1
-        return (self._wire(m, Mux(right, ri, li), f"argmax_index{self._compares}"),
-                self._wire(m, Mux(right, rv, lv), f"argmax_value{self._compares}"))
+    def _argmax_level(self, m, candidates, level):
+        """One tournament level over (index, value) pairs in index order: neighbours meet, the
+        right one wins only when strictly greater, so ties go to the lowest index
+        (numpy.argmax); an odd last candidate passes through."""
+        winners = []
+        for k in range(0, len(candidates) - 1, 2):
+            (li, lv), (ri, rv) = candidates[k], candidates[k + 1]
+            right = self._wire(m, rv > lv, f"argmax{level}_{k // 2}_right")
+            winners.append((self._wire(m, Mux(right, ri, li), f"argmax{level}_{k // 2}_index"),
+                            self._wire(m, Mux(right, rv, lv), f"argmax{level}_{k // 2}_value")))
+        if len(candidates) % 2:
+            winners.append(candidates[-1])
+        return winners

@@ -38,6 +38,8 @@ CASES = [
          logits={"format": "fixed<6,1>", "rounding": "floor", "overflow": "wrap"}),
     # one-beat sequences: start and last on the same beat
     dict(kind="s4d", H=1, modes=2, layers=2, inputs=1, classes=2, steps=1, activation="relu"),
+    # ten classes: the arg-max tournament has a register slice inside
+    dict(kind="s4d", H=2, modes=1, layers=1, inputs=1, classes=10, steps=3),
 ]
 
 
@@ -131,7 +133,7 @@ def test_random_networks_match_golden_with_stalls(case_index):
     np.testing.assert_array_equal(preds, predict(want), err_msg=f"{where}: predictions")
 
 
-@pytest.mark.parametrize("case_index", [0, 2])
+@pytest.mark.parametrize("case_index", [0, 2, 6])
 def test_full_rate_throughput_and_latency(case_index):
     """Without stalls the accelerator takes one beat every cycles_per_timestep cycles, and each
     output follows its sequence's last beat after exactly ``latency`` cycles."""
