@@ -9,11 +9,14 @@ For each task: train a float model (or reuse its checkpoint), then
   C, D, activations) at 8/6/4/3/2 bits; and the state with one format for all modes (per-tensor)
   vs a format per mode.
 
-PTQ and QAT accuracies are those of the golden integer network (bit-exact spec of the hardware)
-on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings.json. A
+Recipe (``ssmgen train``'s): the float model's B and C are equalized per mode (function-preserving,
+``SSMNetwork.equalize_``), then every format is calibrated on 512 training samples with the MSE
+rule (``--calib mse``; ``--calib range`` for the older range-covering formats), and QAT fine-tunes
+the equalized float model. PTQ and QAT accuracies are those of the golden integer network
+(bit-exact spec of the hardware) on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings.json. A
 benchmark prints and records figures; it asserts nothing.
 
-Run:  python benchmarks/findings.py [--tasks sdigits,sfreq] [--epochs 100] [--qat-epochs 8]
+Run:  python benchmarks/findings.py [--tasks sdigits,sfreq] [--epochs 100] [--qat-epochs 6]
       (checkpoints are kept under build/findings/ and reused on the next run)
 """
 
@@ -32,7 +35,7 @@ import torch
 from ssmgen.train.commands import widths_from_bits
 from ssmgen.train.loop import evaluate_golden, evaluate_torch, fit, load_checkpoint, save_checkpoint
 from ssmgen.train.model import SSMNetwork
-from ssmgen.train.ptq import build_config, calibrate, parse, uniform_widths
+from ssmgen.train.ptq import FORMAT_CHOICES, build_config, calibrate, parse, uniform_widths
 from ssmgen.train.tasks import load_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +51,14 @@ def log(msg):
     print(f"[findings {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def float_checkpoint(name: str, args, work: Path) -> Path:
+    # the recipe is in the name, so a changed recipe retrains instead of reusing a stale model
+    return work / (f"{name}_float_e{args.epochs}_lr{args.lr}_do{args.dropout}"
+                   f"_wd{args.weight_decay}_s{args.seed}.pt")
+
+
 def float_model(task, args, work: Path) -> SSMNetwork:
-    ckpt = work / f"{task.name}_float.pt"
+    ckpt = float_checkpoint(task.name, args, work)
     if ckpt.exists():
         log(f"{task.name}: reusing {ckpt}")
         return load_checkpoint(ckpt)
@@ -63,21 +72,28 @@ def float_model(task, args, work: Path) -> SSMNetwork:
     return model
 
 
+def equalized(model: SSMNetwork, args) -> SSMNetwork:
+    if not args.no_equalize:
+        model.equalize_()
+    return model
+
+
 def run_task(name: str, args, work: Path) -> dict:
     task = load_task(name)
-    model = float_model(task, args, work)
+    model = equalized(float_model(task, args, work), args)
     float_acc, _ = evaluate_torch(model, task.x_test, task.y_test)
     weights = model.network_weights()
     cal = calibrate(weights, task.x_train[:512], activation=model.activation)
     log(f"{name}: float {float_acc:.4f}")
 
     def ptq(widths, **kw):
-        cfg = parse(build_config(model.meta, cal, widths, steps=task.steps, **kw))
+        cfg = parse(build_config(model.meta, cal, widths, steps=task.steps, choice=args.calib,
+                                 **kw))
         return evaluate_golden(cfg, weights, task.x_test, task.y_test)[0]
 
     def qat(widths):
-        m = load_checkpoint(work / f"{name}_float.pt")
-        cfg = parse(build_config(m.meta, cal, widths, steps=task.steps))
+        m = equalized(load_checkpoint(float_checkpoint(name, args, work)), args)
+        cfg = parse(build_config(m.meta, cal, widths, steps=task.steps, choice=args.calib))
         start = time.perf_counter()
         fit(m, task.x_train, task.y_train, epochs=args.qat_epochs, lr=args.qat_lr,
             seed=args.seed + 1, config=cfg, progress=False)
@@ -87,6 +103,7 @@ def run_task(name: str, args, work: Path) -> dict:
     result = {"task": name, "train": len(task.x_train), "test": len(task.x_test),
               "float": float_acc, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
               "lr": args.lr, "qat_lr": args.qat_lr, "seed": args.seed,
+              "dropout": args.dropout, "calib": args.calib, "equalize": not args.no_equalize,
               "command": "python benchmarks/findings.py " + " ".join(args.argv), "uniform": [], "targets": [], "sensitivity": {},
               "state_scale": []}
     qat_widths = set(args.qat_widths)
@@ -140,14 +157,19 @@ def write_markdown(results, path: Path):
              f"torch {torch.__version__}). Do not edit by hand.", "",
              f"Model: {MODEL['kind']}, H = {MODEL['channels']}, {MODEL['modes']} complex modes per "
              f"channel, {MODEL['layers']} layers, ReLU, mean pooling (`ssmgen train` defaults). "
-             "QAT fine-tunes the float model. Formats: power-of-two scales calibrated on 512 "
-             "training samples (per-mode integer bits for the state), half_even rounding, "
-             "saturation, full-precision accumulators. PTQ and QAT accuracies are measured on the "
+             "QAT fine-tunes the float model after a function-preserving per-mode B/C "
+             "equalization. Formats: power-of-two scales calibrated on 512 training samples "
+             "(`--calib` rule below: mse = least relative quantization error per layer, range = "
+             "cover the maximum; per-mode integer bits for the state, which always cover its "
+             "maximum), half_even rounding, saturation, full-precision accumulators. PTQ and QAT "
+             "accuracies are measured on the "
              "golden integer network (bit-exact spec of the hardware) on the whole test split.", ""]
     for r in results:
         lines += [f"## {r['task']} ({r['train']} train / {r['test']} test)", "",
-                  f"`{r['command']}`: float training {r['epochs']} epochs (lr {r['lr']}), "
-                  f"QAT {r['qat_epochs']} epochs (lr {r['qat_lr']}), seed {r['seed']}; "
+                  f"`{r['command']}`: float training {r['epochs']} epochs (lr {r['lr']}, "
+                  f"dropout {r.get('dropout', 0.1)}), QAT {r['qat_epochs']} epochs "
+                  f"(lr {r['qat_lr']}), formats {r.get('calib', 'range')}, B/C equalization "
+                  f"{'on' if r.get('equalize') else 'off'}, seed {r['seed']}; "
                   f"{r.get('minutes', '?')} min.", "",
                   f"Float accuracy: **{pct(r['float'])}%**.", "",
                   "### Every tensor at W bits", "",
@@ -213,10 +235,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="sdigits,sfreq")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--qat-epochs", type=int, default=8)
+    parser.add_argument("--qat-epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--qat-lr", type=float, default=0.002)
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--calib", choices=FORMAT_CHOICES, default="mse")
+    parser.add_argument("--no-equalize", action="store_true")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))

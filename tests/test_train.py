@@ -25,7 +25,8 @@ from ssmgen.train.commands import widths_from_bits                    # noqa: E4
 from ssmgen.train.fakequant import fake_quant, fake_quant_weight      # noqa: E402
 from ssmgen.train.loop import evaluate_torch, fit, golden_logits      # noqa: E402
 from ssmgen.train.model import SSMNetwork                             # noqa: E402
-from ssmgen.train.ptq import build_config, calibrate, parse, to_toml  # noqa: E402
+from ssmgen.train.ptq import (build_config, calibrate, int_bits_for,  # noqa: E402
+                              mse_int_bits, parse, to_toml)
 from ssmgen.train.tasks import load_task                              # noqa: E402
 
 SEED = 0x7A1
@@ -71,9 +72,9 @@ def test_fake_quant_weight_rejects_wrapping_weights_with_the_field():
         fake_quant_weight(torch.tensor([3.0], dtype=torch.float64), q, "mix")
 
 
-def _config_for(model, x, widths, steps):
+def _config_for(model, x, widths, steps, choice="range"):
     cal = calibrate(model.network_weights(), x, activation=model.activation)
-    return parse(build_config(model.meta, cal, widths, steps=steps))
+    return parse(build_config(model.meta, cal, widths, steps=steps, choice=choice))
 
 
 @pytest.mark.parametrize("kind,bits", [("s4d", 8), ("s5", 6), ("s4d", 4), ("s5", 12)])
@@ -90,6 +91,65 @@ def test_qat_forward_equals_golden_integer_network(digits, kind, bits):
     golden = golden_logits(qnet, digits.x_test)
     np.testing.assert_array_equal(logits, golden * 2.0 ** -qnet.logits_frac)
     assert acc == np.mean(np.argmax(golden, axis=1) == digits.y_test)
+
+
+@pytest.mark.parametrize("kind", ["s4d", "s5"])
+def test_qat_forward_equals_golden_after_equalization_and_mse_formats(digits, kind):
+    """The default recipe (B/C equalization, MSE-chosen formats) keeps QAT == golden."""
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED)
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    model.equalize_()
+    config = _config_for(model, digits.x_train, widths_from_bits(weights=4, state=8,
+                                                                 activations=8), 64, "mse")
+    qnet = quantize_network(config, model.network_weights())
+    _, logits = evaluate_torch(model, digits.x_test, digits.y_test, config=config)
+    np.testing.assert_array_equal(logits, golden_logits(qnet, digits.x_test)
+                                  * 2.0 ** -qnet.logits_frac)
+
+
+@pytest.mark.parametrize("kind", ["s4d", "s5"])
+def test_equalization_keeps_the_function_and_balances_bbar_and_c(digits, kind):
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED)
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    _, before = evaluate_torch(model, digits.x_test, digits.y_test)
+    model.equalize_()
+    _, after = evaluate_torch(model, digits.x_test, digits.y_test)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-9)
+    def peak(z, axis):        # per state: max |re|, |im| (s5: over the channels too)
+        z = np.maximum(np.abs(z.real), np.abs(z.imag))
+        return z if z.ndim == 1 else z.max(axis=axis)
+
+    for layer in model.network_weights().layers:
+        # each state p: Bbar_p and C_p now have the same magnitude
+        np.testing.assert_allclose(peak(layer.bbar, 1), peak(layer.c, 0), rtol=1e-9)
+
+
+def test_mse_int_bits_clips_rare_outliers_and_weighs_groups_equally():
+    rng = np.random.default_rng(SEED)
+    values = rng.normal(0, 1, 20000)
+    top = int_bits_for(np.max(np.abs(values)), 8)      # covers the largest value
+    # independent reference: half_even rounding (np.round) and saturation in fixed<8,I>
+    errors = {i: np.mean((np.clip(np.round(values * 2.0 ** (8 - i)), -128, 127)
+                          * 2.0 ** (i - 8) - values) ** 2) for i in range(top - 6, top + 1)}
+    best = min(errors, key=errors.get)
+    assert mse_int_bits([values], 8, top) == best < top      # the rare tail saturates
+    # a group of small values sharing the format with one of large values: the relative error
+    # of each counts, so the format is not sized for the large group alone
+    small, large = rng.normal(0, 0.5, 5000), rng.normal(0, 20, 5000)
+    alone = mse_int_bits([large], 8, 7)
+    assert mse_int_bits([small, large], 8, 7) < alone
+    # ties go to the larger integer bits: exactly representable values need no clipping
+    assert mse_int_bits([np.array([0.0, 1.0, -1.0])], 8, 3) == 3
+
+
+def test_bad_format_choice_and_percentile_name_the_field(digits):
+    model = SSMNetwork(kind="s4d", channels=2, modes=2, layers=1, classes=10, seed=1)
+    cal = calibrate(model.network_weights(), digits.x_train[:8])
+    with pytest.raises(ConfigError, match="format choice: must be one of range, mse, not 'max'"):
+        build_config(model.meta, cal, widths_from_bits(weights=8, state=8, activations=8),
+                     steps=64, choice="max")
+    with pytest.raises(ConfigError, match="calibration percentile: must be in 50..100, not 101"):
+        calibrate(model.network_weights(), digits.x_train[:8], percentile=101)
 
 
 def test_qat_forward_equals_golden_with_odd_length_and_logits_format():
@@ -198,6 +258,26 @@ def test_eval_rtl_gives_the_golden_accuracy(model_dir, capsys):
     assert f"sdigits rtl: accuracy {golden}" in capsys.readouterr().out
 
 
+def test_generate_on_a_model_dir_writes_the_whole_network(model_dir, tmp_path, capsys):
+    """`ssmgen generate` on a trained model's config builds the whole network, not layer 0."""
+    out = tmp_path / "rtl"
+    assert main(["generate", str(model_dir / "config.toml"), "-o", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "network" and manifest["network"]["layers"] == 1
+    assert "prediction" in [f["name"] for f in manifest["ports"]["y__payload"]["fields"]]
+    assert "latency" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["run", "--input", "u.npy", "-o", "y.npy"],
+                                  ["build", "--board", "icebreaker", "-o", "out"],
+                                  ["demo", "-o", "out"]])
+def test_single_layer_commands_refuse_a_network_config(model_dir, argv, capsys):
+    """No silent reduction of a whole network to its first layer."""
+    assert main([argv[0], str(model_dir / "config.toml"), *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert f"[network] describes a whole network; `ssmgen {argv[0]}` takes a single-layer" in err
+
+
 def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):
     assert main(["eval", str(model_dir), "--task", "sfreq", "--test-subset", "4"]) == 2
     assert "network.classes: the model has 10, task sfreq needs 8" in capsys.readouterr().err
@@ -209,6 +289,8 @@ def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):
     (["--channels", "0"], "--channels: must be >= 1, not 0"),
     (["--epochs", "-1"], "--epochs: must be >= 0, not -1"),
     (["--calib-percentile", "20"], "--calib-percentile: must be in 50..100, not 20.0"),
+    (["--calib-percentile", "99.9"], "--calib-percentile: applies to --calib range only"),
+    (["--dropout", "1"], "--dropout: must be in [0, 1), not 1.0"),
 ])
 def test_train_bad_arguments_name_the_field(tmp_path, capsys, argv, message):
     assert main(["train", "-o", str(tmp_path / "m"), "--no-progress", *argv]) == 2

@@ -1,7 +1,7 @@
 """``ssmgen train`` and ``ssmgen eval``.
 
-``train``: float training -> PTQ (calibrated formats, golden integer network) -> QAT (fake
-quantization through golden/, STE) -> MODEL_DIR::
+``train``: float training -> B/C equalization (function-preserving) -> PTQ (calibrated formats,
+golden integer network) -> QAT (fake quantization through golden/, STE) -> MODEL_DIR::
 
     config.toml           network config of the QAT model (load_config / the golden model)
     weights.npz           its float weights (golden/network.py layout); config.toml quantizes
@@ -54,10 +54,14 @@ def widths_from_bits(*, weights: int, state: int, activations: int, abar: int | 
 
 def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layers=2,
                 epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
-                widths: dict, dropout=0.1, init=None, progress=True, calib_samples=512,
-                name="ssm_net", augment=False, calib_percentile=100.0) -> dict:
+                widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
+                name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
+                equalize=True) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
-    use the task's training-time augmentation (sdigits: random 1-pixel shifts)."""
+    use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
+    each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
+    range of the ``"range"`` rule). ``equalize``: rescale B and C per mode before PTQ
+    (``SSMNetwork.equalize_``; the float model's function is unchanged)."""
     augment = task.augment if augment else None
     import torch
 
@@ -75,6 +79,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     t0 = time.perf_counter()
     if init is not None:
         model = load_checkpoint(init)
+        model.dropout.p = model.meta["dropout"] = dropout     # --dropout applies to QAT here
         _log(f"float model from {init} (no float training)")
         metrics["float_epochs"] = 0
     else:
@@ -98,12 +103,16 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     _log(f"float test accuracy {metrics['float_acc']:.4f} ({metrics['float_seconds']} s)")
 
     # PTQ: calibrate on (part of) the training split, quantize with the golden model
+    if equalize:
+        model.equalize_()
+    metrics["equalize"] = equalize
     float_weights = model.network_weights()
     cal = calibrate(float_weights, task.x_train[:calib_samples], activation=model.activation,
                     percentile=calib_percentile)
+    metrics["calib"] = calib
     metrics["calib_percentile"] = calib_percentile
     ptq_data = build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
-                            weights_file="ptq_weights.npz")
+                            weights_file="ptq_weights.npz", choice=calib)
     ptq_config = parse(ptq_data, out_dir)
     metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
     _log(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
@@ -157,25 +166,32 @@ def cmd_train(args) -> int:
     for flag in ("epochs", "qat_epochs"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 0, not {getattr(args, flag)}")
+    if not 0 <= args.dropout < 1:
+        raise ConfigError(f"--dropout: must be in [0, 1), not {args.dropout}")
     for flag in ("channels", "modes", "layers", "batch_size"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1, not {getattr(args, flag)}")
     if not 50 <= args.calib_percentile <= 100:
         raise ConfigError(f"--calib-percentile: must be in 50..100, not {args.calib_percentile}")
+    if args.calib != "range" and args.calib_percentile != 100:
+        raise ConfigError(f"--calib-percentile: applies to --calib range only (--calib is "
+                          f"{args.calib}; the mse rule picks its own clipping)")
     task = load_task(args.task).subset(args.train_subset, args.test_subset)
     metrics = train_model(task, out_dir=Path(args.output), kind=args.kind, channels=args.channels,
                           modes=args.modes, layers=args.layers, epochs=args.epochs,
                           qat_epochs=args.qat_epochs, lr=args.lr, qat_lr=args.qat_lr,
                           batch_size=args.batch_size, seed=args.seed, widths=widths,
+                          dropout=args.dropout,
                           init=args.init, progress=not args.no_progress, augment=args.augment,
-                          calib_percentile=args.calib_percentile,
-                          name=f"{args.task}_{args.kind}")
+                          calib=args.calib, calib_percentile=args.calib_percentile,
+                          equalize=not args.no_equalize, name=f"{args.task}_{args.kind}")
     print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
           f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
     return 0
 
 
-def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None) -> dict:
+def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
+                       progress: bool = True) -> dict:
     """Accuracy of a MODEL_DIR (or its config.toml) on a task's test split."""
     from ..golden.network import (load_network, load_network_npz, predict, run_float_network)
     from .tasks import load_task
@@ -198,12 +214,28 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None) -
         from .loop import golden_logits
         logits = golden_logits(load_network(config), task.x_test)
     elif engine == "rtl":
-        # The generated Verilog of the whole network under cocotb + Verilator; the testbench
-        # also checks every output against the golden model (a difference raises).
+        # The generated Verilog of the whole network in the native stream bench (Verilator);
+        # every output is checked against the golden model (a difference raises).
+        from tqdm import tqdm
+
         from ..golden.network import quantize_network_input
         from ..sim.network_sim import run_network_rtl
         qnet = load_network(config)
-        logits, _ = run_network_rtl(qnet, quantize_network_input(qnet, task.x_test), check=True)
+        _log("rtl: generating the network's Verilog and building the simulator (minutes; "
+             "cached for this network after the first run) ...")
+        bar = None
+
+        def advance(done, total):          # the bar starts with the simulation, not the build
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, desc="rtl sequences", unit="seq", disable=not progress)
+            bar.update(done - bar.n)
+        try:
+            logits, _ = run_network_rtl(qnet, quantize_network_input(qnet, task.x_test),
+                                        check=True, progress=advance)
+        finally:
+            if bar is not None:
+                bar.close()
     else:
         raise ValueError(f"--engine: must be float, golden or rtl, not {engine!r}")
     pred = predict(logits)
@@ -222,6 +254,7 @@ def cmd_eval(args) -> int:
 
 def add_parsers(sub) -> None:
     """The ``train`` and ``eval`` subcommands (ssmgen/cli.py calls this)."""
+    from .ptq import FORMAT_CHOICES
     from .tasks import TASKS
     p = sub.add_parser("train", help="train a network (float, PTQ, QAT) and export MODEL_DIR "
                                      "(needs the [train] extra)")
@@ -237,6 +270,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--qat-lr", type=float, default=0.002)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.2,
+                   help="dropout after each SSM layer's activation (float training and QAT)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8, help="width of every tensor (default 8)")
     p.add_argument("--weight-bits", type=int, help="Abar, Bbar, C, D, encoder, mixing, decoder")
@@ -247,9 +282,17 @@ def add_parsers(sub) -> None:
                                   "float training")
     p.add_argument("--train-subset", type=int, help="use the first N training samples")
     p.add_argument("--test-subset", type=int, help="use the first N test samples")
+    p.add_argument("--calib", choices=FORMAT_CHOICES, default="mse",
+                   help="how each tensor's integer bits are chosen: mse (default: least "
+                        "quantization error on the calibration data, clipping rare large values) "
+                        "or range (cover the calibrated maximum / --calib-percentile); the state "
+                        "always covers its per-mode maximum")
     p.add_argument("--calib-percentile", type=float, default=100.0,
-                   help="calibrate activation and state ranges to this percentile of |value| "
-                        "(default 100: the maximum; 99.99 clips outliers, saturating them)")
+                   help="--calib range: calibrate activation and state ranges to this percentile "
+                        "of |value| (default 100: the maximum; 99.99 clips outliers)")
+    p.add_argument("--no-equalize", action="store_true",
+                   help="skip the per-mode B/C rescaling before PTQ (it leaves the float model's "
+                        "function unchanged and gives small Bbar values of slow modes precision)")
     p.add_argument("--augment", action="store_true",
                    help="training-time augmentation (sdigits: random 1-pixel shifts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

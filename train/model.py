@@ -82,6 +82,34 @@ class SSMLayer(nn.Module):
         bbar = factor * b if self.kind == "s4d" else factor[:, None] * b
         return abar, bbar, torch.complex(self.c_re, self.c_im), self.d
 
+    @torch.no_grad()
+    def equalize_(self) -> np.ndarray:
+        """Rescale each state p: B's row by s_p, C's column by 1/s_p, which leaves the layer's map
+        unchanged (the state x_p scales by s_p, and per-mode state formats absorb that). With
+        s_p = sqrt(r_c / r_b) (r: max |re|, |im| of Bbar_p resp. C_p), every mode gets the same
+        magnitude sqrt(r_b r_c) in Bbar and in C: the per-tensor formats then give each mode the
+        most precision the pair allows (cross-layer equalization, Nagel et al. 2019). At 4-bit
+        weights, the slow modes' small Bbar otherwise round to zero. Returns s (P,)."""
+        _, bbar, c, _ = self.discrete()
+        def peak(z, dim):
+            z = torch.maximum(z.real.abs(), z.imag.abs())
+            return z if z.dim() == 1 else z.amax(dim=dim)
+        rb = peak(bbar, 1)                                     # s5: bbar (P, H); c (H, P)
+        rc = peak(c, 0)
+        scale = torch.where((rb > 0) & (rc > 0), torch.sqrt(rc / rb.clamp_min(1e-300)),
+                            torch.ones_like(rb))
+        if self.kind == "s4d":
+            for t in (self.b_re, self.b_im):
+                t.mul_(scale)
+            for t in (self.c_re, self.c_im):
+                t.div_(scale)
+        else:
+            for t in (self.b_re, self.b_im):
+                t.mul_(scale[:, None])
+            for t in (self.c_re, self.c_im):
+                t.div_(scale[None, :])
+        return scale.numpy().copy()
+
     def weights(self) -> SSMWeights:
         abar, bbar, c, d = (t.detach().cpu().numpy() for t in self.discrete())
         return SSMWeights(self.kind, abar=abar.astype(np.complex128), bbar=bbar.astype(np.complex128),
@@ -158,6 +186,11 @@ class SSMNetwork(nn.Module):
     @property
     def states(self) -> int:
         return self.layers[0].states
+
+    def equalize_(self) -> None:
+        """Function-preserving B/C rescaling of every layer (``SSMLayer.equalize_``)."""
+        for layer in self.layers:
+            layer.equalize_()
 
     def _act(self, y):
         return torch.relu(y) if self.activation == "relu" else y
