@@ -41,13 +41,13 @@ def _model(name: str, baseline: bool):
     return load_model(config)
 
 
-def _row(report: dict) -> str:
+def _row(report: dict, loop_stages: int) -> str:
     a = report["accelerator"]
     if report["fits"]:
         fmax = f"{report['fmax_mhz']}" if report["fmax_valid"] else f"({report['fmax_mhz']}, invalid)"
     else:
         fmax = "does not fit: " + "; ".join(report["overflow"])
-    return (f"| {report['config']} | {report['target']} | {report['lanes']} | {a['luts']} | "
+    return (f"| {report['config']} | {report['target']} | {report['lanes']} | {loop_stages} | {a['luts']} | "
             f"{a['ffs']} | {a['carry']} | {a['dsps']} | {a['brams']} | {fmax} |")
 
 
@@ -63,16 +63,22 @@ def main() -> None:
     if args.only:
         runs = [run for run in runs if run[0] in args.only]
     work = args.work or Path(tempfile.mkdtemp(prefix="ssmgen-synth-"))
-    print("| config | target | lanes | LUT4 | FF | carry | DSP | BRAM | Fmax MHz |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # the README's table, column for column
+    print("| config | target | lanes | loop stages | LUT4 | FF | carry | DSP | BRAM | Fmax MHz |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     baselines = {}
     for name, target in runs:
-        report = synthesize(_model(name, args.baselines), target, work / f"{name}-{target}",
+        model = _model(name, args.baselines)
+        report = synthesize(model, target, work / f"{name}-{target}",
                             progress=lambda msg: print(f"  .. {msg}", file=sys.stderr, flush=True))
-        print(_row(report), flush=True)
+        print(_row(report, model.config.hardware.loop_stages), flush=True)
         baselines[f"{name}/{target}"] = {k: report[k] for k in ("accelerator", "fits", "fmax_mhz",
                                                                "fmax_valid")}
     if args.update:
+        if not args.baselines:
+            raise SystemExit("--update rewrites the CI baselines: use it with --baselines")
+        if args.only:   # a partial run replaces only its own entries
+            baselines = {**json.loads(BASELINE_FILE.read_text()), **baselines}
         BASELINE_FILE.write_text(json.dumps(baselines, indent=2, sort_keys=True) + "\n")
         print(f"wrote {BASELINE_FILE}")
 

@@ -221,8 +221,9 @@ def _build(simulator: str, build_dir: Path, bench: str, verilog: Path) -> list[s
     (build_dir / "main.cpp").write_text(MAIN_CPP)
     if simulator == "verilator":
         env = {**os.environ, **_verilator_env()}
-        # -O1 on the per-cycle code: 3-4x faster than -O0 for a few minutes' more compiling
-        # (-O2 takes tens of minutes on a whole network).
+        # -O1 on the per-cycle code. Measured on the default sDigits network: -O0 builds in
+        # 136 s and simulates the test split in 173 s, -O1 in 151 s and 31 s; -O2 was still
+        # compiling after 15 minutes.
         env["MAKEFLAGS"] = env.get("MAKEFLAGS", "").replace("OPT_FAST=-O0", f"OPT_FAST={BENCH_OPT}")
         if shutil.which("ccache"):
             env["OBJCACHE"] = "ccache"
