@@ -75,7 +75,7 @@ def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = T
     from ..golden.network import predict, run_integer_network
     from ..hw.generate import generate_network, network_hash
     from .native_bench import run_stream
-    from .stream import pack_fields
+    from .stream import sequence_words
     u_int = np.asarray(u_int)
     cfg = net.network
     if u_int.ndim != 3 or u_int.shape[1] != cfg.steps or u_int.shape[2] != cfg.inputs:
@@ -84,9 +84,7 @@ def run_network_rtl(net, u_int, *, simulator: str = "verilator", check: bool = T
     if work_dir is None:
         work_dir = (cache_dir or default_cache_dir()) / "designs" / network_hash(net)[:16]
     design = generate_network(net, work_dir)
-    fields = design.manifest["ports"]["u__payload"]["fields"]
-    words = [pack_fields(fields, [*sample.tolist(), int(t == 0), int(t == cfg.steps - 1)])
-             for sequence in u_int for t, sample in enumerate(sequence)]
+    words = sequence_words(design.manifest["ports"]["u__payload"]["fields"], u_int)
     batch = len(u_int)
     hw = design.manifest["hardware"]
     # Every sequence at full rate plus the pipeline's latency, with a wide margin.

@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 __all__ = ["CycleCounter", "StreamDriver", "StreamMonitor", "Scoreboard", "pack_fields",
-           "unpack_fields", "start_clock_and_reset", "stream_pass"]
+           "unpack_fields", "sequence_words", "start_clock_and_reset", "stream_pass"]
 
 
 def pack_fields(fields: list[dict], values: list[int]) -> int:
@@ -26,6 +26,17 @@ def pack_fields(fields: list[dict], values: list[int]) -> int:
         mask = (1 << spec["width"]) - 1
         word |= (int(value) & mask) << spec["offset"]
     return word
+
+
+def sequence_words(fields: list[dict], inputs) -> list[int]:
+    """Packed input beats of a whole network: each sequence of ``inputs`` (batch, T, H_in),
+    one beat per timestep with ``start`` on its first beat and ``last`` on its final one."""
+    words = []
+    for sequence in inputs:
+        steps = len(sequence)
+        for t, sample in enumerate(sequence):
+            words.append(pack_fields(fields, [*sample.tolist(), int(t == 0), int(t == steps - 1)]))
+    return words
 
 
 def unpack_fields(fields: list[dict], word: int) -> list[int]:

@@ -24,17 +24,7 @@ import random
 import cocotb
 import numpy as np
 
-from .stream import Scoreboard, pack_fields, start_clock_and_reset, stream_pass
-
-
-def _input_words(manifest, inputs):
-    fields = manifest["ports"]["u__payload"]["fields"]
-    words = []
-    for sequence in inputs:
-        steps = len(sequence)
-        for t, sample in enumerate(sequence):
-            words.append(pack_fields(fields, [*sample.tolist(), int(t == 0), int(t == steps - 1)]))
-    return words
+from .stream import Scoreboard, sequence_words, start_clock_and_reset, stream_pass
 
 
 @cocotb.test()
@@ -55,7 +45,7 @@ async def network_stream(dut):
 
     counter = await start_clock_and_reset(dut)
 
-    words = _input_words(manifest, inputs)
+    words = sequence_words(manifest["ports"]["u__payload"]["fields"], inputs)
     out_a, sent, received = await stream_pass(dut, counter, words, batch, y_fields,
                                                idle=0.0, stall=0.0, rng=rng)
     passes = {"no stalls": out_a}

@@ -38,17 +38,26 @@ def load_single_layer(config_path, command: str):
     return load_model(config)
 
 
-def cmd_generate(args) -> int:
-    from .hw.generate import generate, generate_network
-    config = load_config(args.config)
+def _load_layer_or_network(config_path):
+    """A config's whole network (a [network] section, as ``ssmgen train`` writes) as a
+    ``QuantizedNetwork``, else its single layer as a ``QuantizedSSM``."""
+    config = load_config(config_path)
     if config.network is not None:
-        # A whole model (ssmgen train writes one): encoder, every layer, pooling, decoder.
         from .golden.network import load_network
-        _progress(f"generating Verilog for the whole network {config.name} "
-                  f"({config.network.layers} layers) ...")
-        design = generate_network(load_network(config), args.output)
+        return load_network(config)
+    from .golden.quantized import load_model
+    return load_model(config)
+
+
+def cmd_generate(args) -> int:
+    from .golden.network import QuantizedNetwork
+    from .hw.generate import generate, generate_network
+    model = _load_layer_or_network(args.config)
+    if isinstance(model, QuantizedNetwork):
+        _progress(f"generating Verilog for the whole network {model.config.name} "
+                  f"({model.network.layers} layers) ...")
+        design = generate_network(model, args.output)
     else:
-        model = load_single_layer(args.config, "generate")
         _progress(f"generating Verilog for {model.config.name} ...")
         design = generate(model, args.output)
     hw = design.manifest["hardware"]
@@ -109,12 +118,7 @@ def cmd_run(args) -> int:
 
 def cmd_synth(args) -> int:
     from .synth.flow import synthesize
-    config = load_config(args.config)
-    if config.network is not None:
-        from .golden.network import load_network
-        model = load_network(config)       # the whole network; no analytic estimate
-    else:
-        model = load_single_layer(args.config, "synth")
+    model = _load_layer_or_network(args.config)   # a network's report has no estimate
     report = synthesize(model, args.target, args.output, place=not args.no_place, progress=_progress)
     print(format_synth_report(report))
     print(f"report: {Path(args.output) / 'report.json'}")

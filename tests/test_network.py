@@ -91,7 +91,7 @@ def ref_network(qnet, u_int):
 
     We = [val(row, net.encoder) for row in qnet.encoder_w.tolist()]
     be = val(qnet.encoder_b.tolist(), net.encoder_bias)
-    stream_fmt, out_fmt, pool_fmt = ref_format(q.input), ref_format(q.output), ref_format(net.pool)
+    stream_fmt, pool_fmt = ref_format(q.input), ref_format(net.pool)
     fu, fs, fy = net.input.format.frac, q.input.format.frac, q.output.format.frac
     H = len(be)
     a = [[[ref_quantize(sum((We[h][i] * Fraction(int(x)) * pow2(-fu)

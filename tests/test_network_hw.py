@@ -23,7 +23,7 @@ from test_network import network_dict, random_network_weights
 from ssmgen.config import ConfigError, parse_config
 from ssmgen.golden.network import predict, quantize_network, run_integer_network
 from ssmgen.sim.runner import available_simulators
-from ssmgen.sim.stream import pack_fields
+from ssmgen.sim.stream import sequence_words
 
 SEED = 0x4E7
 
@@ -229,9 +229,7 @@ def test_run_network_rtl_returns_golden_results(simulator, tmp_path, monkeypatch
     # the same design through run_stream: output spacing and latency as the manifest says
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     hw, steps = manifest["hardware"], qnet.network.steps
-    fields = manifest["ports"]["u__payload"]["fields"]
-    words = [pack_fields(fields, [*x.tolist(), int(t == 0), int(t == steps - 1)])
-             for seq in u for t, x in enumerate(seq)]
+    words = sequence_words(manifest["ports"]["u__payload"]["fields"], u)
     run = run_stream(tmp_path / "manifest.json", words, len(u), max_cycles=10_000,
                      simulator=simulator)
     gaps = np.diff(run.output_cycles).tolist()
