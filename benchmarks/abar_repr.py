@@ -9,7 +9,9 @@ hardware:
   exponent (``fixed<B, I_p>``, I_p per mode like the state's per-mode integer bits); the hardware
   would compute ``Abar x = x - delta x`` (a B-bit multiply, a shift and a subtract);
 * ``polar``: Abar = (1 - rho) e^(i theta) with rho and theta each a B-bit mantissa with a per-mode
-  exponent (rho >= one LSB, so |Abar| < 1 by construction).
+  exponent (rho >= one LSB, so |Abar| < 1 by construction). This one is now implemented
+  (``quant.abar.form = "polar"``, golden/abar_polar.py, ``ssmgen train --abar-form polar``); the
+  script uses that implementation.
 
 Emulation: the representable Abar values are rounded to 15 fraction bits and the golden integer
 network runs with Abar in ``fixed<16,1>``, so Abar takes exactly (delta: exactly; polar: to
@@ -35,7 +37,8 @@ import torch
 
 from ssmgen.golden.fixedpoint import (FixedFormat, Overflow, Quantizer, Rounding, round_float,
                                      to_float)
-from ssmgen.golden.quantized import quantize_abar
+from ssmgen.config import AbarPolar
+from ssmgen.golden.quantized import quantize_abar, quantize_abar_polar
 from ssmgen.train.commands import widths_from_bits
 from ssmgen.train.loop import evaluate_golden, evaluate_torch, fit, load_checkpoint
 from ssmgen.train.ptq import build_config, calibrate, int_bits_for, parse
@@ -81,18 +84,12 @@ def delta_abar(abar: np.ndarray, bits: int) -> np.ndarray:
 
 
 def polar_abar(abar: np.ndarray, bits: int, theta_bits: int | None = None) -> np.ndarray:
-    rho, frac = block_float(1 - np.abs(abar), bits)
-    rho = np.maximum(rho, 2.0 ** -frac)
-    theta, _ = block_float(np.angle(abar), bits if theta_bits is None else theta_bits)
-    z = (1 - rho) * np.exp(1j * theta)
-    q = np.round(z.real * 2 ** EMULATION_FRAC) + 1j * np.round(z.imag * 2 ** EMULATION_FRAC)
-    # rounding to the emulation grid can touch the unit circle: one LSB of the larger part
-    # toward 0 (never more than one: (1 - rho) <= 1 - 2**-15 before rounding)
-    outside = q.real ** 2 + q.imag ** 2 >= 4 ** EMULATION_FRAC
-    re_larger = np.abs(q.real) >= np.abs(q.imag)
-    q[outside & re_larger] -= np.sign(q[outside & re_larger].real)
-    q[outside & ~re_larger] -= 1j * np.sign(q[outside & ~re_larger].imag)
-    return q * 2.0 ** -EMULATION_FRAC
+    """The golden polar form (golden/abar_polar.py, ``quant.abar.form = "polar"``), decoded into
+    the emulation's fixed<16,1>: an unsigned ``bits`` radius mantissa, a signed angle mantissa."""
+    q = Quantizer(FixedFormat(EMULATION_FRAC + 1, 1), Rounding.HALF_EVEN, Overflow.SATURATE)
+    polar = AbarPolar(bits, bits if theta_bits is None else theta_bits)
+    re, im, _, _ = quantize_abar_polar(abar, q, polar, "correct")
+    return to_float(re, EMULATION_FRAC) + 1j * to_float(im, EMULATION_FRAC)
 
 
 def fixed_abar(abar: np.ndarray, bits: int) -> np.ndarray:

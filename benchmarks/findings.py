@@ -29,7 +29,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ssmgen.train.commands import widths_from_bits

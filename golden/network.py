@@ -65,7 +65,7 @@ from .fixedpoint import (INT64_SAFE_BITS, Quantizer, quantize_float, requantize,
                          round_float, to_float)
 from .float_model import run_recurrent
 from .integer_model import run_integer
-from .quantized import (AccumulatorPlan, QuantizedSSM, _accumulator, quantize_model,
+from .quantized import (AccumulatorPlan, _accumulator, quantize_model,
                         quantize_weight)
 from .weights import SSMWeights, WeightsError
 
@@ -244,7 +244,8 @@ class QuantizedNetwork:
 
     def integer_arrays(self) -> dict:
         """Integer weights in file layout (what the hardware stores) plus their fraction bits
-        under ``<key>.frac`` (per-mode state fraction bits under ``layers.<l>.state_frac``)."""
+        under ``<key>.frac`` (per-mode state fraction bits under ``layers.<l>.state_frac``; a
+        polar Abar's codes under ``layers.<l>.Abar.{rho,theta}_{mant,exp}``)."""
         net, q = self.network, self.config.quant
         out = {"encoder.weight": self.encoder_w, "encoder.bias": self.encoder_b,
                "decoder.weight": self.decoder_w, "decoder.bias": self.decoder_b}
@@ -259,6 +260,9 @@ class QuantizedNetwork:
                 out[f"layers.{l}.{key}"] = value
                 fracs[f"layers.{l}.{key}"] = qz
             out[f"layers.{l}.state_frac"] = layer.state_frac
+            if layer.abar_polar is not None:     # the stored form Abar.re/im decode from
+                for name in ("rho_mant", "rho_exp", "theta_mant", "theta_exp"):
+                    out[f"layers.{l}.Abar.{name}"] = getattr(layer.abar_polar, name)
         for key, qz in fracs.items():
             out[f"{key}.frac"] = np.int64(qz.format.frac)
         return out

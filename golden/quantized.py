@@ -32,13 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ConfigError, SSMConfig
+from ..config import AbarPolar, ConfigError, SSMConfig
+from .abar_polar import PolarCodes, decode_polar, encode_polar
 from .fixedpoint import (INT64_SAFE_BITS, Overflow, Quantizer, apply_overflow, round_float,
                          to_float)
 from .weights import SSMWeights, load_npz
 
 __all__ = ["AccumulatorPlan", "QuantizedSSM", "quantize_model", "load_model", "quantize_abar",
-           "quantize_weight"]
+           "quantize_abar_polar", "quantize_weight"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class QuantizedSSM:
     output_acc: AccumulatorPlan
     abar_corrected: int      #: modes pulled back inside the unit circle
     saturated_weights: int   #: weights clamped by a saturating format
+    #: quant.abar.form = "polar": the stored radius/angle codes abar_re/abar_im decode from
+    abar_polar: PolarCodes | None = None
 
     @property
     def kind(self) -> str:
@@ -130,28 +133,47 @@ class QuantizedSSM:
 
 
 def quantize_abar(abar: np.ndarray, quantizer: Quantizer, stability: str):
-    """Quantize complex poles, keeping every |Abar_q| < 1.
+    """Quantize complex poles (Cartesian form), keeping every |Abar_q| < 1.
 
     Rounding re and im separately can put a pole on or outside the unit circle (|Abar| = 1.085
-    seen at 4 bits), and the recurrence then diverges. With ``stability="correct"`` such a pole is
-    pulled in one LSB at a time, along the axis whose step keeps it closest to the float pole,
-    until it lies strictly inside; ``"reject"`` raises instead. The check uses exact integers.
+    seen at 4 bits), and the recurrence then diverges: see :func:`_stabilize`.
 
     Returns (re, im, number_of_corrected_poles), re/im int64 (P,).
     """
     (re, _), (im, _) = (_quantize_weight(part, quantizer, "abar") for part in (abar.real, abar.imag))
+    return _stabilize(re, im, abar, quantizer, stability)
+
+
+def quantize_abar_polar(abar: np.ndarray, quantizer: Quantizer, polar: AbarPolar,
+                        stability: str):
+    """Quantize complex poles in polar form (golden/abar_polar.py): encode, then decode exactly
+    into ``quantizer``'s format. Returns (re, im, corrected, codes)."""
+    fmt = quantizer.format
+    codes = encode_polar(abar, rho_bits=polar.rho_bits, theta_bits=polar.theta_bits,
+                         frac=fmt.frac, rounding=quantizer.rounding)
+    re, im = decode_polar(codes, fmt.frac, quantizer.rounding)
+    # |decoded| <= 1 - 2^-F: both parts fit the format (I >= 1, checked by the config)
+    return (*_stabilize(re, im, codes.values(), quantizer, stability), codes)
+
+
+def _stabilize(re: np.ndarray, im: np.ndarray, target: np.ndarray, quantizer: Quantizer,
+               stability: str):
+    """Keep every quantized pole strictly inside the unit circle. With ``stability="correct"`` a
+    pole on or outside it is pulled in one LSB at a time, along the axis whose step keeps it
+    closest to ``target`` (the pole before rounding), until it lies strictly inside;
+    ``"reject"`` raises instead. The check uses exact integers. Returns (re, im, corrected)."""
     frac = quantizer.format.frac
     radius2 = 1 << (2 * frac)            # |a|^2 < 1  <=>  re^2 + im^2 < 2^(2F), exactly
-    target_re = np.ldexp(abar.real, frac)
-    target_im = np.ldexp(abar.imag, frac)
+    target_re = np.ldexp(target.real, frac)
+    target_im = np.ldexp(target.imag, frac)
     corrected = 0
-    for p in range(abar.shape[0]):
+    for p in range(re.shape[0]):
         r, i = int(re[p]), int(im[p])
         if r * r + i * i < radius2:
             continue
         if stability == "reject":
             raise ConfigError(
-                f"quant.abar: mode {p}: Abar = {abar[p]:.6g} quantizes to |Abar_q| = "
+                f"quant.abar: mode {p}: Abar = {target[p]:.6g} quantizes to |Abar_q| = "
                 f"{np.hypot(r, i) / 2 ** frac:.6g} >= 1 in {quantizer.format} (unstable); "
                 f"use more bits or quant.abar_stability = \"correct\"")
         while r * r + i * i >= radius2:
@@ -283,10 +305,16 @@ def quantize_model(config: SSMConfig, weights: SSMWeights) -> QuantizedSSM:
             f"weights: shape ({weights.kind}, H={weights.channels}, states={weights.states}) does "
             f"not match [model] ({model.kind}, H={model.channels}, states={model.states})")
     q = config.quant
-    abar_re, abar_im, corrected = quantize_abar(weights.abar, q.abar, q.abar_stability)
-    # quantize_abar reports corrections, not clamps: count Abar's clamped parts here
-    saturated = sum(_quantize_weight(part, q.abar, "abar")[1]
-                    for part in (weights.abar.real, weights.abar.imag))
+    if q.abar_polar is None:
+        abar_re, abar_im, corrected = quantize_abar(weights.abar, q.abar, q.abar_stability)
+        polar_codes = None
+        # quantize_abar reports corrections, not clamps: count Abar's clamped parts here
+        saturated = sum(_quantize_weight(part, q.abar, "abar")[1]
+                        for part in (weights.abar.real, weights.abar.imag))
+    else:
+        abar_re, abar_im, corrected, polar_codes = quantize_abar_polar(
+            weights.abar, q.abar, q.abar_polar, q.abar_stability)
+        saturated = 0     # a polar pole cannot leave the format
     ints = {}
     for name, values, quantizer in (("bbar_re", weights.bbar.real, q.bbar),
                                     ("bbar_im", weights.bbar.imag, q.bbar),
@@ -328,7 +356,7 @@ def quantize_model(config: SSMConfig, weights: SSMWeights) -> QuantizedSSM:
     _check_requantize(output_acc, "output_acc", q.output.format.frac, "output")
     return QuantizedSSM(config, weights, abar_re, abar_im, ints["bbar_re"], ints["bbar_im"],
                         ints["c_re"], ints["c_im"], ints["d"], state_int_bits,
-                        state_acc, output_acc, corrected, saturated)
+                        state_acc, output_acc, corrected, saturated, polar_codes)
 
 
 def load_model(config: SSMConfig) -> QuantizedSSM:
@@ -349,6 +377,8 @@ def describe_formats(model: QuantizedSSM) -> dict:
     """Human/JSON summary of every component's format (manifest and demo output)."""
     q = model.config.quant
     out = {name: str(getattr(q, name)) for name in ("abar", "bbar", "c", "d", "input", "output")}
+    if q.abar_polar is not None:
+        out["abar"] = f"{q.abar_polar.describe()}, decoded to {q.abar}"
     ints = sorted(set(int(b) for b in model.state_int_bits))
     state_fmt = q.state.format
     out["state"] = (str(q.state) if len(ints) == 1 else

@@ -25,6 +25,11 @@ Reference (every key; see examples/ for complete files)::
     format = "fixed<10,1>"            # fixed<W,I>: W bits, I integer bits incl. sign (ap_fixed)
     rounding = "half_even"
     overflow = "saturate"
+    # form = "polar"                  # Abar only: "cartesian" (default: re, im in `format`) or
+    # rho_bits = 4                    # "polar": 1 - |Abar| as an unsigned rho_bits mantissa and
+    # theta_bits = 6                  # arg Abar as a signed theta_bits mantissa, each with a
+                                      # per-mode exponent, decoded exactly into `format` for the
+                                      # datapath (golden/abar_polar.py; format needs I >= 1)
 
     [quant.state]
     format = "fixed<16,4>"
@@ -56,13 +61,14 @@ from pathlib import Path
 
 from .golden.fixedpoint import FixedFormat, Overflow, Quantizer, Rounding
 
-__all__ = ["ConfigError", "ModelShape", "QuantConfig", "HardwareConfig", "WeightsSource",
-           "SSMConfig", "load_config", "parse_config", "COMPONENTS"]
+__all__ = ["ConfigError", "ModelShape", "QuantConfig", "AbarPolar", "HardwareConfig",
+           "WeightsSource", "SSMConfig", "load_config", "parse_config", "COMPONENTS"]
 
 #: Components with a plain fixed-point format.
 COMPONENTS = ("abar", "bbar", "c", "d", "input", "state", "output")
 ACCUMULATORS = ("state_acc", "output_acc")
 STABILITY_MODES = ("correct", "reject")
+ABAR_FORMS = ("cartesian", "polar")
 
 
 class ConfigError(ValueError):
@@ -81,6 +87,17 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
+class AbarPolar:
+    """``quant.abar.form = "polar"``: mantissa bits of the stored radius and angle
+    (golden/abar_polar.py); ``quant.abar``'s format is the decoded Abar's, in the datapath."""
+    rho_bits: int
+    theta_bits: int
+
+    def describe(self) -> str:
+        return f"polar: rho {self.rho_bits}-bit, theta {self.theta_bits}-bit, per-mode exponents"
+
+
+@dataclass(frozen=True)
 class QuantConfig:
     abar: Quantizer
     bbar: Quantizer
@@ -96,6 +113,8 @@ class QuantConfig:
     state_acc: Quantizer | None
     output_acc: Quantizer | None
     abar_stability: str
+    #: None: Cartesian Abar (re, im rounded into ``abar.format``); else the polar form.
+    abar_polar: AbarPolar | None = None
 
 
 #: Most registers the state-update loop can use (see hw/ssm_layer.py: LOOP_CUTS + the state itself).
@@ -246,6 +265,8 @@ def _quant(table, model) -> QuantConfig:
             raise ConfigError(f"quant.{name}: missing; every component needs a format "
                               f"(components: {', '.join(COMPONENTS)})")
         sub = _expect_table(table[name], f"quant.{name}")
+        if name == "abar":
+            sub, abar_polar = _abar_form(sub)
         if "int_bits" in sub and name != "state":
             raise ConfigError(f"quant.{name}.int_bits: per-mode formats exist only for the state")
         quantizers[name] = _quantizer(sub, f"quant.{name}", defaults)
@@ -261,7 +282,27 @@ def _quant(table, model) -> QuantConfig:
             if "int_bits" in sub:
                 raise ConfigError(f"quant.{name}.int_bits: per-mode formats exist only for the state")
     stability = _choice(table, "abar_stability", where, STABILITY_MODES, "correct")
-    return QuantConfig(**quantizers, state_int_bits=state_int_bits, abar_stability=stability, **accs)
+    if abar_polar is not None and quantizers["abar"].format.int_bits < 1:
+        raise ConfigError(f"quant.abar.format: the polar form decodes |Abar| < 1 into it, so it "
+                          f"needs I >= 1 integer bits, not {quantizers['abar'].format}")
+    return QuantConfig(**quantizers, state_int_bits=state_int_bits, abar_stability=stability,
+                       abar_polar=abar_polar, **accs)
+
+
+def _abar_form(table):
+    """Split ``quant.abar``'s form keys off its quantizer keys -> (quantizer table, AbarPolar or
+    None)."""
+    where = "quant.abar"
+    form = _choice(table, "form", where, ABAR_FORMS, "cartesian")
+    rest = {k: v for k, v in table.items() if k not in ("form", "rho_bits", "theta_bits")}
+    if form == "cartesian":
+        for key in ("rho_bits", "theta_bits"):
+            if key in table:
+                raise ConfigError(f"{where}.{key}: applies to form = \"polar\" only")
+        return rest, None
+    from .golden.abar_polar import MIN_THETA_BITS
+    return rest, AbarPolar(_int(table, "rho_bits", where, lo=1, hi=16),
+                           _int(table, "theta_bits", where, lo=MIN_THETA_BITS, hi=16))
 
 
 def _hardware(table, model) -> HardwareConfig:

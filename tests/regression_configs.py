@@ -1,4 +1,4 @@
-"""The RTL regression's configs: s4d and s5, Abar 2..16 bits, state 4..24 bits, every rounding
+"""The RTL regression's configs: s4d and s5, Abar 2..16 bits (Cartesian and polar), state 4..24 bits, every rounding
 and overflow mode, per-mode state formats, narrow accumulators, lanes in {1, a divisor, all}, state-update loops of
 1..4 pipeline stages.
 
@@ -87,4 +87,9 @@ REGRESSION = [
                                 "output": {"rounding": "half_up"}}, loop_stages=3), False),
     (make_config("s5_state_saturate_half_even_lanes3", "s5", channels=3, size=6, lanes=3,
                  abar=(9, 1), state=(6, 1), output=(8, 3)), True),
+    # polar Abar (4-bit radius, 6-bit angle), decoded into fixed<16,1> for the datapath
+    (make_config("s4d_polar_abar", "s4d", channels=2, size=8, lanes=2, abar=(16, 1),
+                 state=(12, 4), dt=(0.001, 0.02),
+                 per_component={"abar": {"form": "polar", "rho_bits": 4, "theta_bits": 6}}),
+     False),
 ]

@@ -108,6 +108,24 @@ def test_qat_forward_equals_golden_after_equalization_and_mse_formats(digits, ki
 
 
 @pytest.mark.parametrize("kind", ["s4d", "s5"])
+def test_qat_forward_equals_golden_with_polar_abar(digits, kind):
+    """QAT through a polar Abar (4-bit radius, 6-bit angle, decoded into fixed<16,1>) is the
+    golden integer network too: fake_quant_layer decodes through golden/abar_polar.py."""
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED)
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    cal = calibrate(model.network_weights(), digits.x_train, activation=model.activation)
+    config = parse(build_config(model.meta, cal, widths_from_bits(weights=4, state=8,
+                                                                  activations=8, abar=16),
+                                steps=64, choice="mse",
+                                abar_form={"form": "polar", "rho_bits": 4, "theta_bits": 6}))
+    assert config.quant.abar_polar is not None
+    qnet = quantize_network(config, model.network_weights())
+    _, logits = evaluate_torch(model, digits.x_test, digits.y_test, config=config)
+    np.testing.assert_array_equal(logits, golden_logits(qnet, digits.x_test)
+                                  * 2.0 ** -qnet.logits_frac)
+
+
+@pytest.mark.parametrize("kind", ["s4d", "s5"])
 def test_equalization_keeps_the_function_and_balances_bbar_and_c(digits, kind):
     model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED)
     fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
@@ -237,6 +255,23 @@ def test_export_round_trips_through_load_config(model_dir):
     assert load_network_npz(config.weights.path, config).layers[0].states == 8
 
 
+def test_polar_abar_model_exports_its_codes(tmp_path):
+    """--abar-form polar: the config says so, the integers carry the radius/angle codes, and
+    the golden eval reproduces the QAT accuracy."""
+    out = tmp_path / "polar"
+    assert main(["train", "--task", "sdigits", "-o", str(out), "--train-subset", "48",
+                 "--test-subset", "20", "--channels", "4", "--modes", "2", "--layers", "1",
+                 "--epochs", "1", "--qat-epochs", "1", "--weight-bits", "4",
+                 "--abar-form", "polar", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["abar_form"] == {"form": "polar", "rho_bits": 4, "theta_bits": 6}
+    config = load_config(out / "config.toml")
+    assert config.quant.abar_polar.rho_bits == 4 and config.quant.abar.format.width == 16
+    stored = np.load(out / "integer_weights.npz")
+    assert np.all((stored["layers.0.Abar.rho_mant"] >= 1) & (stored["layers.0.Abar.rho_mant"] < 16))
+    assert main(["eval", str(out), "--engine", "golden", "--test-subset", "20"]) == 0
+
+
 def test_eval_golden_reproduces_the_exported_qat_accuracy(model_dir, capsys):
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert main(["eval", str(model_dir), "--task", "sdigits", "--engine", "golden",
@@ -291,6 +326,9 @@ def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):
     (["--calib-percentile", "20"], "--calib-percentile: must be in 50..100, not 20.0"),
     (["--calib-percentile", "99.9"], "--calib-percentile: applies to --calib range only"),
     (["--dropout", "1"], "--dropout: must be in [0, 1), not 1.0"),
+    (["--rho-bits", "4"], "--rho-bits: applies to --abar-form polar only"),
+    (["--abar-form", "polar", "--theta-bits", "2"], "--theta-bits: must be in 3..16, not 2"),
+    (["--abar-form", "polar", "--rho-bits", "0"], "--rho-bits: must be in 1..16, not 0"),
 ])
 def test_train_bad_arguments_name_the_field(tmp_path, capsys, argv, message):
     assert main(["train", "-o", str(tmp_path / "m"), "--no-progress", *argv]) == 2

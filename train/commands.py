@@ -14,8 +14,8 @@ golden integer network) -> QAT (fake quantization through golden/, STE) -> MODEL
     checkpoints/          float.pt, qat.pt (torch state dicts; --init resumes from float.pt)
 
 ``eval``: accuracy of a MODEL_DIR (or config) on a task's test split with the float reference or
-the golden integer network. The RTL engine needs the whole-model hardware, which is not written
-yet: it raises a clear error.
+the golden integer network, or the generated Verilog of the whole network (``--engine rtl``,
+sim/native_bench.py), which must give exactly the golden model's predictions.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
                 widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
                 name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
-                equalize=True) -> dict:
+                equalize=True, abar_form: dict | None = None) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
     use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
     each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
     range of the ``"range"`` rule). ``equalize``: rescale B and C per mode before PTQ
-    (``SSMNetwork.equalize_``; the float model's function is unchanged)."""
+    (``SSMNetwork.equalize_``; the float model's function is unchanged). ``abar_form``: extra
+    ``quant.abar`` keys (the polar form: train.ptq.build_config)."""
     augment = task.augment if augment else None
     import torch
 
@@ -112,7 +113,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics["calib"] = calib
     metrics["calib_percentile"] = calib_percentile
     ptq_data = build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
-                            weights_file="ptq_weights.npz", choice=calib)
+                            weights_file="ptq_weights.npz", choice=calib, abar_form=abar_form)
+    metrics["abar_form"] = abar_form or {"form": "cartesian"}
     ptq_config = parse(ptq_data, out_dir)
     metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
     _log(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
@@ -161,8 +163,9 @@ def cmd_train(args) -> int:
     except ImportError:
         raise RuntimeError("ssmgen train needs PyTorch: pip install 'ssmgen[train]' "
                            "(CPU: pip install torch==2.13.0)") from None
+    abar_form, abar_bits = _abar_form(args)
     widths = widths_from_bits(weights=args.weight_bits or args.bits, state=args.state_bits or args.bits,
-                              activations=args.act_bits or args.bits, abar=args.abar_bits)
+                              activations=args.act_bits or args.bits, abar=abar_bits)
     for flag in ("epochs", "qat_epochs"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 0, not {getattr(args, flag)}")
@@ -184,10 +187,34 @@ def cmd_train(args) -> int:
                           dropout=args.dropout,
                           init=args.init, progress=not args.no_progress, augment=args.augment,
                           calib=args.calib, calib_percentile=args.calib_percentile,
-                          equalize=not args.no_equalize, name=f"{args.task}_{args.kind}")
+                          equalize=not args.no_equalize, name=f"{args.task}_{args.kind}",
+                          abar_form=abar_form)
     print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
           f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
     return 0
+
+
+#: Decoded Abar width of the polar form when --abar-bits is not given: the radius of a slow
+#: pole (1 - |Abar| ~ 0.005 on sdigits, 4 mantissa bits) needs ~12 fraction bits to survive.
+POLAR_DECODED_BITS = 16
+
+
+def _abar_form(args) -> tuple[dict | None, int | None]:
+    """--abar-form and its bit counts -> (extra quant.abar keys or None, Abar width or None)."""
+    if args.abar_form == "cartesian":
+        for flag in ("rho_bits", "theta_bits"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')}: applies to --abar-form polar only")
+        return None, args.abar_bits
+    from ..golden.abar_polar import MIN_THETA_BITS
+    rho = 4 if args.rho_bits is None else args.rho_bits
+    theta = 6 if args.theta_bits is None else args.theta_bits
+    if not 1 <= rho <= 16:
+        raise ConfigError(f"--rho-bits: must be in 1..16, not {rho}")
+    if not MIN_THETA_BITS <= theta <= 16:
+        raise ConfigError(f"--theta-bits: must be in {MIN_THETA_BITS}..16, not {theta}")
+    bits = POLAR_DECODED_BITS if args.abar_bits is None else args.abar_bits
+    return {"form": "polar", "rho_bits": rho, "theta_bits": theta}, bits
 
 
 def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
@@ -275,7 +302,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8, help="width of every tensor (default 8)")
     p.add_argument("--weight-bits", type=int, help="Abar, Bbar, C, D, encoder, mixing, decoder")
-    p.add_argument("--abar-bits", type=int, help="Abar alone (default: --weight-bits)")
+    p.add_argument("--abar-bits", type=int, help="Abar alone (default: --weight-bits; with "
+                                                 "--abar-form polar: the decoded Abar's width, "
+                                                 f"default {POLAR_DECODED_BITS})")
+    p.add_argument("--abar-form", choices=("cartesian", "polar"), default="cartesian",
+                   help="how Abar is stored: cartesian (re, im in fixed<W,1>) or polar (1 - |Abar| "
+                        "and arg Abar as mantissas with per-mode exponents, decoded exactly into "
+                        "fixed<W,1>; see golden/abar_polar.py)")
+    p.add_argument("--rho-bits", type=int, help="--abar-form polar: radius mantissa bits "
+                                                "(default 4)")
+    p.add_argument("--theta-bits", type=int, help="--abar-form polar: angle mantissa bits "
+                                                  "(default 6)")
     p.add_argument("--state-bits", type=int)
     p.add_argument("--act-bits", type=int, help="network input, stream, SSM output, pool")
     p.add_argument("--init", help="float checkpoint (MODEL_DIR/checkpoints/float.pt): skip "

@@ -188,14 +188,16 @@ def mse_int_bits(groups, width: int, top, *, rounding: str = "half_even",
 def build_config(meta: dict, cal: Calibration, widths: dict, *, name: str = "ssm_net",
                  steps: int, weights_file: str = "weights.npz", rounding: str = "half_even",
                  overflow: str = "saturate", lanes: int | None = None,
-                 per_mode_state: bool = True, choice: str = "range") -> dict:
+                 per_mode_state: bool = True, choice: str = "range",
+                 abar_form: dict | None = None) -> dict:
     """A network config (TOML structure, a dict) for widths (keys: WIDTH_KEYS) from a
     calibration. ``meta``: the SSMNetwork's shape (kind, inputs, channels, modes, layers,
     classes, activation). ``per_mode_state=False``: one integer-bit count for every state (the
     largest), i.e. a per-tensor state format, for comparison. ``choice``: how integer bits are
     picked, ``"range"`` or ``"mse"`` (module docstring); biases always follow the range rule
     (capped by their products' fraction bits), the state the range rule per mode, and Abar is
-    always ``fixed<W,1>``."""
+    always ``fixed<W,1>``. ``abar_form``: extra ``quant.abar`` keys, e.g. ``{"form": "polar",
+    "rho_bits": 4, "theta_bits": 6}`` (then W is the decoded Abar's width)."""
     missing = sorted(set(WIDTH_KEYS) - set(widths))
     if missing:
         raise ValueError(f"widths: missing {', '.join(missing)}")
@@ -235,7 +237,7 @@ def build_config(meta: dict, cal: Calibration, widths: dict, *, name: str = "ssm
         state_bits = [[top] * len(layer) for layer in state_bits]
     quant = {
         "defaults": {"rounding": rounding, "overflow": overflow},
-        "abar": fmt(widths["abar"], 1),
+        "abar": {**fmt(widths["abar"], 1), **(abar_form or {})},
         "bbar": auto("bbar"), "c": auto("c"), "d": auto("d"),
         "input": auto("stream"), "output": auto("ssm_out"),
         "state": fmt(wx, max(max(layer) for layer in state_bits)),
