@@ -205,6 +205,13 @@ def build_network_manifest(net, accel, verilog_name: str) -> dict:
                      "loop_stages": accel.layers[0].loop_stages,
                      "layer_latency_cycles": [layer.latency for layer in accel.layers],
                      "residual_fifo_depths": accel.fifo_depths,
+                     # folded linear layers: cycles per vector and multipliers (the one-input
+                     # encoder is combinational: fold 0, constant products)
+                     "linear_fold_cycles": {
+                         "encoder": 0 if accel.encoder is None else accel.encoder.fold,
+                         "mix": accel.mixers[0].fold if accel.mixers else 0,
+                         "decoder": accel.decoder.fold},
+                     "linear_multipliers": accel.linear_multipliers,
                      "latency_cycles": accel.latency},
         "formats": describe_network_formats(net),
         "layer_formats": [describe_formats(layer) for layer in net.layers],

@@ -8,23 +8,29 @@ per input beat and one output beat per sequence::
                        └─> residual FIFO 0 ─────────────────────┘
     pool: s = sum over the sequence (exact) ─> Q_pool(s * M) ─> decoder ─> logits, arg-max
 
-Arithmetic. Every linear layer (encoder, mixing, decoder) is a fully parallel multiply-add with
-the integer weights as constants: each product and the bias (and the residual) are aligned
-exactly to the accumulator's fraction bits (``QuantizedNetwork.*_acc``) and summed in full
-precision, then :func:`ssmgen.hw.fixed.requantize` moves the sum into the residual-stream format
+Arithmetic. Every linear layer (encoder, mixing, decoder) is exact and full precision: each
+product and the bias (and the residual) are aligned exactly to the accumulator's fraction bits
+(``QuantizedNetwork.*_acc``) and summed in ``plan.sum_bits`` bits, then
+:func:`ssmgen.hw.fixed.requantize` moves the sum into the residual-stream format
 (``quant.input``) exactly where the golden model does. ReLU is ``max(y, 0)`` on the SSM output
 (``quant.output``). The pooling sum is exact; the mean is ``Q_pool(s * M)`` with the golden's
 constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is full precision
 (the logits) or requantized into ``network.quant.logits``. Arg-max ties go to the lowest class.
 
-Each SSM layer is an unchanged :class:`~ssmgen.hw.ssm_layer.SSMLayer` built from the layer's own
-``QuantizedSSM`` (``net.layers[l]``, its own weights and per-mode state formats). The encoder is
-combinational in front of layer 0's issue register; each mixing layer ends in a register slice
-(``hw/register_slice.py``), and so does the decoder, before the arg-max. The residual
-of layer ``l`` waits in a ``SyncFIFO`` written when the layer accepts a beat and read when its
-output beat is consumed. Its depth, ``latency // cycles_per_timestep + 2`` beats, covers what a
-layer holds at full rate, so the FIFO never throttles an unstalled stream (tested); when full it
-only holds the input back, it never loses a beat.
+Folding. One timestep enters every G cycles (G = the SSM layers' ``cycles_per_timestep``), so
+each linear layer may take up to G cycles per vector. The mixing layers (and the encoder when
+H_in > 1) are :class:`~ssmgen.hw.folded_linear.FoldedLinear` units given G cycles: each of the
+H outputs has ``K = ceil(H / G)`` multiply-accumulators fed one chunk of the input per cycle
+(weights from a small ROM per output and lane), i.e. ``K * H`` multipliers instead of ``H * H``
+(the default sDigits model, H = G = 32: 32 instead of 1024 per layer), one vector every
+``F = ceil(H / K) <= G`` cycles, so the throughput stays one timestep per G cycles. The encoder
+takes its input beats exactly every G cycles, as layer 0 does, so beats never queue inside it.
+The decoder runs once per sequence and gets ``network.steps * G`` cycles (at most H are used):
+``classes * ceil(H / (steps * G))`` multipliers. With G = 1 the units are fully parallel
+(constant weights, one vector per cycle), only pipelined. A one-input encoder (H_in = 1) is H
+constant products whatever G is, so it stays a combinational multiply-add in front of layer 0.
+Each unit's latency is F + 4 cycles (input latch, F chunks, operand registers, products,
+accumulator, output register; F + 3 when F = 1, without operand registers).
 
 Sequences. ``start`` marks a sequence's first beat (the SSM states restart from zero, the pooling
 sum restarts) and ``last`` its final beat (the pooled features are taken and one output beat
@@ -46,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.network import QuantizedNetwork
 from .fixed import requantize
+from .folded_linear import FoldedLinear
 from .register_slice import RegisterSlice
 from .ssm_layer import SSMLayer
 
@@ -108,11 +115,16 @@ class NetworkAccelerator(wiring.Component):
     ----------
     layers : list of SSMLayer      one per network layer, each with its own weights
     cycles_per_timestep : int      G of the layers: one input beat every G cycles at full rate
+    encoder : FoldedLinear or None the folded encoder (None: H_in = 1, combinational)
+    mixers : list of FoldedLinear  the mixing unit of each layer (G cycles per vector)
+    decoder : FoldedLinear         the decoder (network.steps * G cycles per vector)
     latency : int                  cycles from accepting a sequence's last beat to its output
-                                   beat's valid, without back-pressure = sum of the layers'
-                                   latencies + one register slice per layer (after the
-                                   mixing) + 3 (pool, logits slice, output registers) + the
-                                   register slices of the arg-max tournament
+                                   beat's valid, without back-pressure = the folded encoder's
+                                   latency (0 when H_in = 1) + per layer (the layer's latency
+                                   + the mixing unit's latency + one register slice)
+                                   + 3 (pool, logits slice, output registers) + the decoder's
+                                   latency + the register slices of the arg-max tournament;
+                                   a folded unit's latency is F + 4 (F + 3 when F = 1)
     fifo_depths : list of int      residual FIFO depth of each layer
     """
 
@@ -146,6 +158,25 @@ class NetworkAccelerator(wiring.Component):
         groups = {layer.cycles_per_timestep for layer in self.layers}
         self._cycles = max(groups)
         self.fifo_depths = [layer.latency // layer.cycles_per_timestep + 2 for layer in self.layers]
+        q, fy = net.config.quant, net.config.quant.output.format
+        plan = lambda acc: dict(frac=acc.frac, sum_bits=acc.sum_bits)   # noqa: E731
+        self.encoder = None
+        if cfg.inputs > 1:
+            self.encoder = FoldedLinear(
+                net.encoder_w, net.encoder_b, in_width=cfg.input.format.width,
+                in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
+                b_frac=cfg.encoder_bias.format.frac, **plan(net.encoder_acc), cycles=self._cycles,
+                interval=self._cycles, quantizer=q.input, side_width=2)
+        self.mixers = [FoldedLinear(
+            net.mix_w[l], net.mix_b[l], in_width=fy.width, in_frac=fy.frac,
+            w_frac=cfg.mix.format.frac, b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
+            cycles=self._cycles, residual=(q.input.format.width, q.input.format.frac),
+            quantizer=q.input, side_width=2) for l in range(cfg.layers)]
+        self.decoder = FoldedLinear(
+            net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
+            in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
+            b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
+            cycles=cfg.steps * self._cycles, quantizer=cfg.logits)
         super().__init__({"u": In(stream.Signature(input_layout(net))),
                           "y": Out(stream.Signature(output_layout(net)))})
 
@@ -155,7 +186,19 @@ class NetworkAccelerator(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return sum(layer.latency + 1 for layer in self.layers) + 3 + self._argmax_slices
+        encoder = 0 if self.encoder is None else self.encoder.latency
+        return (encoder + sum(layer.latency + mix.latency + 1
+                              for layer, mix in zip(self.layers, self.mixers))
+                + 3 + self.decoder.latency + self._argmax_slices)
+
+    @property
+    def linear_multipliers(self) -> dict:
+        """Multipliers of the linear layers (zero-weight ones pruned): {"encoder", "mix" (per
+        layer), "decoder"}; the one-input encoder's are constant products."""
+        encoder = (int((self.net.encoder_w != 0).sum()) if self.encoder is None
+                   else self.encoder.multipliers)
+        return {"encoder": encoder, "mix": [mix.multipliers for mix in self.mixers],
+                "decoder": self.decoder.multipliers}
 
     @property
     def _argmax_slices(self) -> int:
@@ -175,8 +218,9 @@ class NetworkAccelerator(wiring.Component):
     def _linear(self, m, name, inputs, in_frac, weights, w_frac, bias, b_frac, plan,
                 residual=None, res_frac=0):
         """Full-precision ``sum_j w[o,j] x[j] + b[o] (+ residual[o])`` at ``plan.frac`` fraction
-        bits, as golden ``_linear``: constant products, exact alignment shifts. Returns one
-        signed(plan.sum_bits) signal per output (the plan proves the exact sum fits)."""
+        bits, as golden ``_linear``: constant products, exact alignment shifts, combinational
+        (the one-input encoder). Returns one signed(plan.sum_bits) signal per output (the plan
+        proves the exact sum fits)."""
         outs = []
         for o in range(weights.shape[0]):
             terms = []
@@ -199,19 +243,31 @@ class NetworkAccelerator(wiring.Component):
         m = Module()
         net, cfg, q = self.net, self.net.network, self.net.config.quant
         H = self.channels
-        fu, fs, fy = cfg.input.format.frac, q.input.format.frac, q.output.format.frac
+        fu, fs = cfg.input.format.frac, q.input.format.frac
         ws = q.input.format.width
 
-        # Encoder: combinational in front of layer 0's issue register and residual FIFO.
-        enc = self._linear(m, "enc", [self.u.payload.data[i] for i in range(cfg.inputs)], fu,
-                           net.encoder_w, cfg.encoder.format.frac, net.encoder_b,
-                           cfg.encoder_bias.format.frac, net.encoder_acc)
-        stream_data = [self._wire(m, requantize(v, net.encoder_acc.frac, q.input), f"a0_{h}")
-                       for h, v in enumerate(enc)]
-        # The current stream: valid, samples (signed(Ws), frac Fs), flags, and the ready that the
-        # next consumer drives.
-        src_valid, src_start, src_last = self.u.valid, self.u.payload.start, self.u.payload.last
-        src_ready = self.u.ready
+        if self.encoder is None:
+            # One input: H constant products, combinational in front of layer 0's issue
+            # register and residual FIFO.
+            enc = self._linear(m, "enc", [self.u.payload.data[i] for i in range(cfg.inputs)], fu,
+                               net.encoder_w, cfg.encoder.format.frac, net.encoder_b,
+                               cfg.encoder_bias.format.frac, net.encoder_acc)
+            stream_data = [self._wire(m, requantize(v, net.encoder_acc.frac, q.input), f"a0_{h}")
+                           for h, v in enumerate(enc)]
+            # The current stream: valid, samples (signed(Ws), frac Fs), flags, and the ready
+            # that the next consumer drives.
+            src_valid, src_start, src_last = self.u.valid, self.u.payload.start, self.u.payload.last
+            src_ready = self.u.ready
+        else:
+            # Several inputs: the folded encoder (its output register feeds layer 0).
+            enc = m.submodules.encoder = self.encoder
+            m.d.comb += [enc.i.valid.eq(self.u.valid), self.u.ready.eq(enc.i.ready),
+                         enc.i.payload.x.eq(self.u.payload.data),
+                         enc.i.payload.side.eq(Cat(self.u.payload.start, self.u.payload.last))]
+            stream_data = [self._wire(m, enc.o.payload.y[h], f"a0_{h}") for h in range(H)]
+            src_valid, src_ready = enc.o.valid, enc.o.ready
+            src_start = self._wire(m, enc.o.payload.side[0], "a0_start")
+            src_last = self._wire(m, enc.o.payload.side[1], "a0_last")
 
         for l, (layer, depth) in enumerate(zip(self.layers, self.fifo_depths)):
             m.submodules[f"layer{l}"] = layer
@@ -230,28 +286,26 @@ class NetworkAccelerator(wiring.Component):
                              packed[h * ws:(h + 1) * ws].eq(stream_data[h])]
             m.d.comb += [packed[H * ws].eq(src_start), packed[H * ws + 1].eq(src_last)]
 
-            # Join: the layer's output with its residual; activation, mixing, bias, residual.
-            residual = [res.r_data[h * ws:(h + 1) * ws].as_signed() for h in range(H)]
-            ready = Signal(name=f"mix{l}_ready")
-            m.d.comb += [layer.y.ready.eq(ready & res.r_rdy),
-                         res.r_en.eq(ready & layer.y.valid)]
-            act = []
+            # Join: the layer's output with its residual into the folded mixing unit (it
+            # latches both); activation, mixing, bias, residual, requantization.
+            mix = m.submodules[f"mix{l}"] = self.mixers[l]
+            m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
+                         layer.y.ready.eq(mix.i.ready & res.r_rdy),
+                         res.r_en.eq(mix.i.ready & layer.y.valid),
+                         mix.i.payload.side.eq(res.r_data[H * ws:H * ws + 2])]
             for h in range(H):
                 y = layer.y.payload[h]
-                act.append(self._wire(m, Mux(y < 0, 0, y) if cfg.activation == "relu" else y,
-                                      f"act{l}_{h}", y.shape()))
-            mix = self._linear(m, f"mix{l}_", act, fy, net.mix_w[l], cfg.mix.format.frac,
-                               net.mix_b[l], cfg.mix_bias.format.frac, net.mix_acc,
-                               residual=residual, res_frac=fs)
-            mixed = [requantize(v, net.mix_acc.frac, q.input) for v in mix]
-            # A register slice after the mixing: the layer's output register, the mixing and
-            # the next layer's issue register would otherwise form one path, and the ready
-            # chain would run through every layer.
+                act = self._wire(m, Mux(y < 0, 0, y) if cfg.activation == "relu" else y,
+                                 f"act{l}_{h}", y.shape())
+                m.d.comb += [mix.i.payload.x[h].eq(act),
+                             mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
+            # A register slice after the mixing unit: its ready depends on its output's ready,
+            # so without the slice the ready chain would run through every layer.
             cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2)
-            m.d.comb += [cut.i.valid.eq(layer.y.valid & res.r_rdy),
-                         cut.i.payload.eq(Cat(*(v[:ws] for v in mixed), res.r_data[H * ws],
-                                              res.r_data[H * ws + 1])),
-                         ready.eq(cut.i.ready)]
+            m.d.comb += [cut.i.valid.eq(mix.o.valid),
+                         cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
+                                              mix.o.payload.side)),
+                         mix.o.ready.eq(cut.i.ready)]
             stream_data = [self._wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(),
                                       f"a{l + 1}_{h}") for h in range(H)]
             src_valid = cut.o.valid
@@ -280,18 +334,15 @@ class NetworkAccelerator(wiring.Component):
                     mean = requantize(totals[h] * Const(net.pool_mult), fs + net.pool_shift, cfg.pool)
                     m.d.sync += pooled[h].eq(mean)
 
-        # Decoder into a register slice (the products and their sum are one path), then the
-        # arg-max into the output register.
-        z = self._linear(m, "dec", pooled, cfg.pool.format.frac, net.decoder_w,
-                         cfg.decoder.format.frac, net.decoder_b, cfg.decoder_bias.format.frac,
-                         net.decoder_acc)
+        # The folded decoder (it latches the pooled features), then a register slice before
+        # the arg-max.
+        dec = m.submodules.decoder = self.decoder
         wz = logits_width(net)
-        if cfg.logits is not None:
-            z = [requantize(v, net.decoder_acc.frac, cfg.logits) for v in z]
+        m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
+        m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
         cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz)
-        m.d.comb += [cut.i.valid.eq(pooled_valid),
-                     cut.i.payload.eq(Cat(*(v[:wz] for v in z))),
-                     pooled_take.eq(pooled_valid & cut.i.ready)]
+        m.d.comb += [cut.i.valid.eq(dec.o.valid), dec.o.ready.eq(cut.i.ready),
+                     cut.i.payload.eq(Cat(*(dec.o.payload.y[c] for c in range(cfg.classes))))]
         # Arg-max: a tournament, level by level, with a register slice after every
         # ARGMAX_LEVELS_PER_SLICE levels; the logits travel beside it to the output register.
         wp = prediction_width(net)

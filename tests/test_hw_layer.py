@@ -3,12 +3,10 @@ no Verilog build (the cocotb regression repeats them on the generated Verilog)."
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from regression_configs import REGRESSION
+from stream_sim import stream_through
 
 from ssmgen.config import load_config
 from ssmgen.golden.integer_model import run_integer
@@ -24,42 +22,16 @@ def simulate_layer(model, u, *, seed, idle=0.0, stall=0.0):
     from ssmgen.hw.ssm_layer import SSMLayer
     dut = SSMLayer(model)
     batch, steps, _ = u.shape
-    rng = random.Random(seed)
-    got, in_cycles, out_cycles = [], [], []
-    cycle = [0]
 
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            cycle[0] += 1
+    def put(ctx, beat):
+        b, t = beat
+        ctx.set(dut.u.payload.data, [int(v) for v in u[b, t]])
+        ctx.set(dut.u.payload.start, int(t == 0))
 
-    async def source(ctx):
-        for b in range(batch):
-            for t in range(steps):
-                while rng.random() < idle:
-                    ctx.set(dut.u.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.u.payload.data, [int(v) for v in u[b, t]])
-                ctx.set(dut.u.payload.start, int(t == 0))
-                ctx.set(dut.u.valid, 1)
-                await ctx.tick().until(dut.u.ready)
-                in_cycles.append(cycle[0])
-        ctx.set(dut.u.valid, 0)
-
-    async def sink(ctx):
-        while len(got) < batch * steps:
-            ready = int(rng.random() >= stall)
-            ctx.set(dut.y.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.y.valid, dut.y.payload)
-            if valid and ready:
-                got.append([int(v) for v in payload])
-                out_cycles.append(cycle[0])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_process(counter)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run_until(1e-6 * (batch * steps * (dut.groups + 2) * 8 + 100))
+    got, in_cycles, out_cycles = stream_through(
+        dut, dut.u, dut.y, [(b, t) for b in range(batch) for t in range(steps)], put=put,
+        take=lambda payload: [int(v) for v in payload], expected=batch * steps, seed=seed,
+        idle=idle, stall=stall, budget=batch * steps * (dut.groups + 2) * 8 + 100)
     return np.array(got).reshape(batch, steps, -1), in_cycles, out_cycles, dut
 
 

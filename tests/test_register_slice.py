@@ -7,50 +7,26 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
+from stream_sim import stream_through
 
 from ssmgen.hw.register_slice import RegisterSlice
 
 
 def _run(words, *, idle: float, stall: float, seed: int):
     dut = RegisterSlice(8)
-    rng = random.Random(seed)
-    received, taken_cycles, ready_checks = [], [], []
-    cycle = [0]
+    ready_checks = []
 
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            cycle[0] += 1
+    def probe(ctx, ready):
+        # i.ready before and after toggling o.ready in the same cycle must agree
+        ctx.set(dut.o.ready, 1 - ready)
+        before = ctx.get(dut.i.ready)
+        ctx.set(dut.o.ready, ready)
+        ready_checks.append(before == ctx.get(dut.i.ready))
 
-    async def source(ctx):
-        for word in words:
-            while rng.random() < idle:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, word)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-
-    async def sink(ctx):
-        while len(received) < len(words):
-            ready = int(rng.random() >= stall)
-            # i.ready before and after toggling o.ready in the same cycle must agree
-            ctx.set(dut.o.ready, 1 - ready)
-            before = ctx.get(dut.i.ready)
-            ctx.set(dut.o.ready, ready)
-            ready_checks.append(before == ctx.get(dut.i.ready))
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                received.append(payload)
-                taken_cycles.append(cycle[0])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_process(counter)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run_until(1e-6 * (len(words) * 20 + 50))
+    received, _, taken_cycles = stream_through(
+        dut, dut.i, dut.o, words, put=lambda ctx, word: ctx.set(dut.i.payload, word),
+        take=int, expected=len(words), seed=seed, idle=idle, stall=stall,
+        budget=len(words) * 20 + 50, probe=probe)
     return received, taken_cycles, ready_checks
 
 

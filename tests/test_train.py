@@ -227,7 +227,7 @@ def model_dir(tmp_path_factory):
     argv = ["train", "--task", "sdigits", "-o", str(out), "--train-subset", "64",
             "--test-subset", "40", "--channels", "4", "--modes", "2", "--layers", "1",
             "--epochs", "2", "--qat-epochs", "1", "--bits", "8", "--weight-bits", "6",
-            "--no-progress"]
+            "--lanes", "2", "--no-progress"]
     assert main(argv) == 0
     return out
 
@@ -239,6 +239,7 @@ def test_export_round_trips_through_load_config(model_dir):
     assert metrics["widths"]["abar"] == 6 and metrics["widths"]["state"] == 8
     config = load_config(model_dir / "config.toml")
     assert config.network.layers == 1 and config.network.steps == 64
+    assert config.hardware.lanes == 2          # --lanes
     assert config.quant.abar.format.width == 6
     qnet = load_network(config)
     stored = np.load(model_dir / "integer_weights.npz")
@@ -327,6 +328,7 @@ def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):
     (["--calib-percentile", "99.9"], "--calib-percentile: applies to --calib range only"),
     (["--dropout", "1"], "--dropout: must be in [0, 1), not 1.0"),
     (["--rho-bits", "4"], "--rho-bits: applies to --abar-form polar only"),
+    (["--lanes", "3"], "--lanes: must divide the layer's 512 states, not 3"),
     (["--abar-form", "polar", "--theta-bits", "2"], "--theta-bits: must be in 3..16, not 2"),
     (["--abar-form", "polar", "--rho-bits", "0"], "--rho-bits: must be in 1..16, not 0"),
 ])

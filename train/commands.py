@@ -56,13 +56,14 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
                 widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
                 name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
-                equalize=True, abar_form: dict | None = None) -> dict:
+                equalize=True, abar_form: dict | None = None, lanes: int | None = None) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
     use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
     each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
     range of the ``"range"`` rule). ``equalize``: rescale B and C per mode before PTQ
     (``SSMNetwork.equalize_``; the float model's function is unchanged). ``abar_form``: extra
-    ``quant.abar`` keys (the polar form: train.ptq.build_config)."""
+    ``quant.abar`` keys (the polar form: train.ptq.build_config). ``lanes``: the exported
+    config's ``hardware.lanes`` (None: gcd(states, 16))."""
     augment = task.augment if augment else None
     import torch
 
@@ -113,7 +114,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics["calib"] = calib
     metrics["calib_percentile"] = calib_percentile
     ptq_data = build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
-                            weights_file="ptq_weights.npz", choice=calib, abar_form=abar_form)
+                            weights_file="ptq_weights.npz", choice=calib, abar_form=abar_form,
+                            lanes=lanes)
     metrics["abar_form"] = abar_form or {"form": "cartesian"}
     ptq_config = parse(ptq_data, out_dir)
     metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
@@ -174,6 +176,11 @@ def cmd_train(args) -> int:
     for flag in ("channels", "modes", "layers", "batch_size"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1, not {getattr(args, flag)}")
+    if args.lanes is not None and args.init is None:   # with --init: checked on the config
+        states = args.channels * args.modes if args.kind == "s4d" else args.modes
+        if args.lanes < 1 or states % args.lanes:
+            raise ConfigError(f"--lanes: must divide the layer's {states} states, not "
+                              f"{args.lanes}")
     if not 50 <= args.calib_percentile <= 100:
         raise ConfigError(f"--calib-percentile: must be in 50..100, not {args.calib_percentile}")
     if args.calib != "range" and args.calib_percentile != 100:
@@ -188,7 +195,7 @@ def cmd_train(args) -> int:
                           init=args.init, progress=not args.no_progress, augment=args.augment,
                           calib=args.calib, calib_percentile=args.calib_percentile,
                           equalize=not args.no_equalize, name=f"{args.task}_{args.kind}",
-                          abar_form=abar_form)
+                          abar_form=abar_form, lanes=args.lanes)
     print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
           f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
     return 0
@@ -315,6 +322,10 @@ def add_parsers(sub) -> None:
                                                   "(default 6)")
     p.add_argument("--state-bits", type=int)
     p.add_argument("--act-bits", type=int, help="network input, stream, SSM output, pool")
+    p.add_argument("--lanes", type=int,
+                   help="hardware.lanes of the exported config: states updated per cycle in each "
+                        "SSM layer (divides the layer's states; default gcd(states, 16)); fewer "
+                        "lanes, fewer multipliers, more cycles per timestep")
     p.add_argument("--init", help="float checkpoint (MODEL_DIR/checkpoints/float.pt): skip "
                                   "float training")
     p.add_argument("--train-subset", type=int, help="use the first N training samples")
