@@ -29,6 +29,8 @@ The decoder runs once per sequence and gets ``network.steps * G`` cycles (at mos
 ``classes * ceil(H / (steps * G))`` multipliers. With G = 1 the units are fully parallel
 (constant weights, one vector per cycle), only pipelined. A one-input encoder (H_in = 1) is H
 constant products whatever G is, so it stays a combinational multiply-add in front of layer 0.
+Constant products (a one-input encoder's weights, each layer's D) are shifts and adds
+(``hw/const_product.py``), not multipliers: Yosys would give each a DSP block.
 Each unit's latency is F + 4 cycles (input latch, F chunks, operand registers, products,
 accumulator, output register; F + 3 when F = 1, without operand registers).
 
@@ -51,6 +53,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.network import QuantizedNetwork
+from .const_product import const_product
 from .fixed import requantize
 from .folded_linear import FoldedLinear
 from .register_slice import RegisterSlice
@@ -154,7 +157,8 @@ class NetworkAccelerator(wiring.Component):
                              f"{cfg.activation!r}")
         self.net = net
         self.channels = H
-        self.layers = [SSMLayer(layer) for layer in net.layers]
+        # D u in logic: DSP blocks are what a whole network runs out of first
+        self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
         groups = {layer.cycles_per_timestep for layer in self.layers}
         self._cycles = max(groups)
         self.fifo_depths = [layer.latency // layer.cycles_per_timestep + 2 for layer in self.layers]
@@ -227,7 +231,7 @@ class NetworkAccelerator(wiring.Component):
             for j, x in enumerate(inputs):
                 w = int(weights[o, j])
                 if w:
-                    terms.append((Const(w) * Value.cast(x).as_signed()) << (plan.frac - w_frac - in_frac))
+                    terms.append(const_product(x, w) << (plan.frac - w_frac - in_frac))
             b = int(bias[o])
             if b:
                 terms.append(Const(b << (plan.frac - b_frac)))

@@ -44,6 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.quantized import QuantizedSSM
+from .const_product import const_product
 from .fixed import apply_overflow, requantize, round_shift
 
 __all__ = ["SSMLayer", "input_layout", "output_layout"]
@@ -86,8 +87,11 @@ class SSMLayer(wiring.Component):
     latency : int               cycles from an accepted input beat to its output's valid = G + L + 7
     """
 
-    def __init__(self, model: QuantizedSSM):
+    def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False):
         self.model = model
+        #: D u as shifts and adds (hw/const_product.py) instead of a multiplier: the whole
+        #: network sets it, where DSP blocks are scarce; a single layer keeps the multiplier.
+        self.constants_in_logic = constants_in_logic
         self.lanes = model.config.hardware.lanes
         self.groups = model.states // self.lanes
         if self._routed:
@@ -371,8 +375,12 @@ class SSMLayer(wiring.Component):
         y_next = Signal(output_layout(model))
         for h in range(model.channels):
             # D u is multiplied at stage L + 1 and registered like the C products.
-            d_product = pipe.product(Const(int(model.d[h]), signed(wd)), pipe.stage(L + 1).u[h], 1,
-                                     f"y{h}_du")
+            u_h = pipe.stage(L + 1).u[h]
+            if self.constants_in_logic:
+                d_product = pipe.delay(self._wire(m, const_product(u_h, int(model.d[h])),
+                                                  f"y{h}_du"), 1, f"y{h}_du_reg")
+            else:
+                d_product = pipe.product(Const(int(model.d[h]), signed(wd)), u_h, 1, f"y{h}_du")
             d_term = self._acc_term(plan, d_product, fd + fu)
             if self._routed:
                 # Channel h takes slot k's sum when its group starts at channel h - k; D u
