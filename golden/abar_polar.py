@@ -36,10 +36,13 @@ import numpy as np
 
 from .fixedpoint import Rounding, round_float, round_shift
 
-__all__ = ["PolarCodes", "encode_polar", "decode_polar", "decode_mode", "MIN_THETA_BITS"]
+__all__ = ["PolarCodes", "encode_polar", "decode_polar", "decode_mode", "MIN_THETA_BITS",
+           "MAX_POLAR_BITS"]
 
 #: A signed angle mantissa of fewer bits cannot hold theta = +-pi at exponent 0 (round(pi) = 3).
 MIN_THETA_BITS = 3
+#: Widest radius or angle mantissa a config may ask for (quant.abar.rho_bits / theta_bits).
+MAX_POLAR_BITS = 16
 #: Extra fraction bits of the exact proxy handed to round_shift (see _round_exact); F + 24 + 1
 #: stays far inside int64.
 _GUARD_BITS = 24

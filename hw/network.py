@@ -219,9 +219,8 @@ class NetworkAccelerator(wiring.Component):
         m.d.comb += wire.eq(value)
         return wire
 
-    def _linear(self, m, name, inputs, in_frac, weights, w_frac, bias, b_frac, plan,
-                residual=None, res_frac=0):
-        """Full-precision ``sum_j w[o,j] x[j] + b[o] (+ residual[o])`` at ``plan.frac`` fraction
+    def _linear(self, m, name, inputs, in_frac, weights, w_frac, bias, b_frac, plan):
+        """Full-precision ``sum_j w[o,j] x[j] + b[o]`` at ``plan.frac`` fraction
         bits, as golden ``_linear``: constant products, exact alignment shifts, combinational
         (the one-input encoder). Returns one signed(plan.sum_bits) signal per output (the plan
         proves the exact sum fits)."""
@@ -235,8 +234,6 @@ class NetworkAccelerator(wiring.Component):
             b = int(bias[o])
             if b:
                 terms.append(Const(b << (plan.frac - b_frac)))
-            if residual is not None:
-                terms.append(Value.cast(residual[o]).as_signed() << (plan.frac - res_frac))
             total = sum(terms[1:], terms[0]) if terms else Const(0, signed(1))
             outs.append(self._wire(m, total, f"{name}{o}_acc", signed(plan.sum_bits)))
         return outs

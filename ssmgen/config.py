@@ -300,9 +300,9 @@ def _abar_form(table):
             if key in table:
                 raise ConfigError(f"{where}.{key}: applies to form = \"polar\" only")
         return rest, None
-    from .golden.abar_polar import MIN_THETA_BITS
-    return rest, AbarPolar(_int(table, "rho_bits", where, lo=1, hi=16),
-                           _int(table, "theta_bits", where, lo=MIN_THETA_BITS, hi=16))
+    from .golden.abar_polar import MAX_POLAR_BITS, MIN_THETA_BITS
+    return rest, AbarPolar(_int(table, "rho_bits", where, lo=1, hi=MAX_POLAR_BITS),
+                           _int(table, "theta_bits", where, lo=MIN_THETA_BITS, hi=MAX_POLAR_BITS))
 
 
 def _hardware(table, model) -> HardwareConfig:

@@ -213,13 +213,14 @@ def _abar_form(args) -> tuple[dict | None, int | None]:
             if getattr(args, flag) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')}: applies to --abar-form polar only")
         return None, args.abar_bits
-    from ..golden.abar_polar import MIN_THETA_BITS
+    from ..golden.abar_polar import MAX_POLAR_BITS, MIN_THETA_BITS
     rho = 4 if args.rho_bits is None else args.rho_bits
     theta = 6 if args.theta_bits is None else args.theta_bits
-    if not 1 <= rho <= 16:
-        raise ConfigError(f"--rho-bits: must be in 1..16, not {rho}")
-    if not MIN_THETA_BITS <= theta <= 16:
-        raise ConfigError(f"--theta-bits: must be in {MIN_THETA_BITS}..16, not {theta}")
+    if not 1 <= rho <= MAX_POLAR_BITS:
+        raise ConfigError(f"--rho-bits: must be in 1..{MAX_POLAR_BITS}, not {rho}")
+    if not MIN_THETA_BITS <= theta <= MAX_POLAR_BITS:
+        raise ConfigError(f"--theta-bits: must be in {MIN_THETA_BITS}..{MAX_POLAR_BITS}, "
+                          f"not {theta}")
     bits = POLAR_DECODED_BITS if args.abar_bits is None else args.abar_bits
     return {"form": "polar", "rho_bits": rho, "theta_bits": theta}, bits
 
