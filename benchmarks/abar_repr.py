@@ -35,10 +35,10 @@ import types
 import numpy as np
 import torch
 
-from ssmgen.golden.fixedpoint import (FixedFormat, Overflow, Quantizer, Rounding, round_float,
-                                     to_float)
-from ssmgen.config import AbarPolar
-from ssmgen.golden.quantized import quantize_abar, quantize_abar_polar
+from ssmgen.golden.fixedpoint import round_float
+from ssmgen.golden.quantize import quantize_abar, quantize_abar_polar
+from ssmgen.spec.config import AbarPolar
+from ssmgen.spec.formats import FixedFormat, Overflow, Quantizer, Rounding, to_float
 from ssmgen.train.commands import widths_from_bits
 from ssmgen.train.loop import evaluate_golden, evaluate_torch, fit, load_checkpoint
 from ssmgen.train.ptq import build_config, calibrate, int_bits_for, parse

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssmgen.config import load_config, parse_config
+from ssmgen.design import Design
 from ssmgen.golden.integer_model import run_integer
-from ssmgen.golden.quantized import load_model
-from ssmgen.hw.generate import generate
-from ssmgen.sim.runner import simulate
+from ssmgen.golden.quantize import load_model
+from ssmgen.spec.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
@@ -63,14 +62,14 @@ def bench_golden(batch, steps):
 def bench_generation():
     print("RTL generation time (config -> Verilog + manifest)")
     with tempfile.TemporaryDirectory() as tmp:
-        generate(load_model(load_config(EXAMPLES[0])), Path(tmp) / "warmup")   # Yosys warm-up
+        Design.load(EXAMPLES[0]).generate(Path(tmp) / "warmup")   # Yosys warm-up
         for path in EXAMPLES:
-            model = load_model(load_config(path))
+            design = Design.load(path)
             start = time.perf_counter()
-            design = generate(model, Path(tmp) / path.stem)
+            files = design.generate(Path(tmp) / path.stem)
             elapsed = time.perf_counter() - start
-            size = design.verilog_path.stat().st_size / 1024
-            print(f"  {path.name:<22} lanes {model.config.hardware.lanes:<3} P {model.states:<3}: "
+            size = files.verilog_path.stat().st_size / 1024
+            print(f"  {path.name:<22} lanes {design.lanes:<3} P {design.config.model.states:<3}: "
                   f"{elapsed:6.2f} s, {size:7.0f} KiB of Verilog")
 
 
@@ -78,21 +77,20 @@ def bench_cycles(simulator, steps):
     print(f"simulated cycles per timestep ({simulator}, cocotb, no stalls)")
     with tempfile.TemporaryDirectory() as tmp:
         for path in EXAMPLES:
-            model = load_model(load_config(path))
-            design = generate(model, Path(tmp) / path.stem)
-            fmt = model.config.quant.input.format
+            design = Design.load(path)
+            fmt = design.input_quantizer.format
             u = np.random.default_rng(0).integers(fmt.min_int, fmt.max_int + 1,
-                                                  (2, steps, model.channels))
+                                                  (2, steps, design.input_channels))
             start = time.perf_counter()
-            result = simulate(design.manifest_path, u, expected=run_integer(model, u),
-                              simulator=simulator)
+            sim = design.simulate(u, simulator=simulator, work_dir=Path(tmp) / path.stem,
+                                  raise_on_failure=False)
             elapsed = time.perf_counter() - start
-            lanes = model.config.hardware.lanes
-            tag = "lanes = all" if lanes == model.states else f"lanes = {lanes} of {model.states}"
-            print(f"  {path.name:<22} {tag:<16}: {result.cycles_per_timestep:g} cycles/timestep "
-                  f"(manifest {design.manifest['hardware']['cycles_per_timestep']}), latency "
-                  f"{result.latency_cycles}, mismatches {len(result.mismatches)} "
-                  f"[{elapsed:.1f} s incl. build]")
+            lanes, states = design.lanes, design.config.model.states
+            tag = "lanes = all" if lanes == states else f"lanes = {lanes} of {states}"
+            print(f"  {path.name:<22} {tag:<16}: {sim.check.cycles_per_timestep:g} cycles/timestep "
+                  f"(manifest {design.cycles_per_timestep}), latency "
+                  f"{sim.check.latency_cycles} (manifest {design.latency}), "
+                  f"failures {len(sim.failures)} [{elapsed:.1f} s incl. build]")
 
 
 def main():

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from regression_configs import REGRESSION  # noqa: E402
 from synth_configs import ESTIMATE_PROBES  # noqa: E402
 
-from ssmgen.config import load_config, parse_config  # noqa: E402
-from ssmgen.golden.quantized import load_model  # noqa: E402
+from ssmgen.design import Design  # noqa: E402
+from ssmgen.spec.config import load_config, parse_config  # noqa: E402
 from ssmgen.synth.estimate import DSP_RULES, estimate, register_bits  # noqa: E402
 from ssmgen.synth.flow import synthesize  # noqa: E402
 
@@ -47,13 +47,13 @@ TOLERANCE = 0.15
 def _model(source: str):
     kind, name = source.split(":", 1)
     if kind == "example":
-        return load_model(load_config(ROOT / "examples" / f"{name}.toml"))
+        return Design.from_config(load_config(ROOT / "examples" / f"{name}.toml"))
     if kind == "builtin":                    # ssmgen/default.toml, the default of `ssmgen demo`
-        return load_model(load_config(ROOT / "ssmgen" / f"{name}.toml"))
+        return Design.from_config(load_config(ROOT / "ssmgen" / f"{name}.toml"))
     if kind == "probe":
-        return load_model(parse_config(ESTIMATE_PROBES[name]))
+        return Design.from_config(parse_config(ESTIMATE_PROBES[name]))
     configs = {config["name"]: config for config, _ in REGRESSION}
-    return load_model(parse_config(configs[name]))
+    return Design.from_config(parse_config(configs[name]))
 
 
 def _miss(est: dict, measured: dict) -> str | None:
@@ -94,7 +94,7 @@ def _fit() -> None:
 
     def model(source):
         if source.startswith("synth:"):
-            return load_model(parse_config(SYNTH_CONFIGS[source.split(":", 1)[1]]))
+            return Design.from_config(parse_config(SYNTH_CONFIGS[source.split(":", 1)[1]]))
         return _model(source)
 
     for family in ("ice40", "ecp5"):

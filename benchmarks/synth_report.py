@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssmgen.config import load_config, parse_config
-from ssmgen.golden.quantized import load_model
+from ssmgen.design import Design
+from ssmgen.spec.config import load_config, parse_config
 from ssmgen.synth.flow import synthesize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def _model(name: str, baseline: bool):
         config = load_config(ROOT / "ssmgen" / "default.toml")
     else:
         config = load_config(ROOT / "examples" / f"{name}.toml")
-    return load_model(config)
+    return Design.from_config(config)
 
 
 def _row(report: dict, loop_stages: int) -> str:

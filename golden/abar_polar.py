@@ -29,39 +29,19 @@ rounding mode; it runs in float64 like every other weight quantization.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from .fixedpoint import Rounding, round_float, round_shift
+from ..spec.config import MIN_THETA_BITS
+from ..spec.formats import Rounding
+from ..spec.quantized import PolarCodes
+from .fixedpoint import round_float, round_shift
 
-__all__ = ["PolarCodes", "encode_polar", "decode_polar", "decode_mode", "MIN_THETA_BITS",
-           "MAX_POLAR_BITS"]
-
-#: A signed angle mantissa of fewer bits cannot hold theta = +-pi at exponent 0 (round(pi) = 3).
-MIN_THETA_BITS = 3
-#: Widest radius or angle mantissa a config may ask for (quant.abar.rho_bits / theta_bits).
-MAX_POLAR_BITS = 16
+__all__ = ["encode_polar", "decode_polar", "decode_mode"]
 #: Extra fraction bits of the exact proxy handed to round_shift (see _round_exact); F + 24 + 1
 #: stays far inside int64.
 _GUARD_BITS = 24
-
-
-@dataclass(frozen=True)
-class PolarCodes:
-    """The stored form of a layer's poles, int64 (P,) each: rho = rho_mant * 2**-rho_exp and
-    theta = theta_mant * 2**-theta_exp."""
-    rho_mant: np.ndarray
-    rho_exp: np.ndarray
-    theta_mant: np.ndarray
-    theta_exp: np.ndarray
-
-    def values(self) -> np.ndarray:
-        """complex128 (P,): the exact polar poles (1 - rho) e^(i theta), before decoding."""
-        rho = np.ldexp(self.rho_mant.astype(np.float64), -self.rho_exp)
-        theta = np.ldexp(self.theta_mant.astype(np.float64), -self.theta_exp)
-        return (1 - rho) * np.exp(1j * theta)
 
 
 def _block_mantissas(values: np.ndarray, lo: int, hi: int, max_exp: int,

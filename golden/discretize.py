@@ -1,6 +1,6 @@
 """Continuous -> discrete SSM parameters (zero-order hold) and random demo weights.
 
-A weights file holds *discrete* parameters (see :mod:`ssmgen.golden.weights`); this module is how
+A weights file holds *discrete* parameters (see :mod:`ssmgen.spec.weights`); this module is how
 demo files are made: draw a stable continuous diagonal system, then discretize it with ZOH as in
 the S4D paper (Gu et al. 2022, "On the Parameterization and Initialization of Diagonal SSMs").
 NumPy only.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .weights import SSMWeights
+from ..spec.weights import SSMWeights
 
 __all__ = ["zoh", "random_weights"]
 

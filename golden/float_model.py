@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .weights import SSMWeights
+from ..spec.weights import SSMWeights
 
 __all__ = ["run_recurrent", "kernel", "run_convolutional"]
 

@@ -1,17 +1,41 @@
 """Bit-exact integer model of one quantized SSM layer: the specification of the hardware.
 
 Pure functions over int64 arrays, vectorized over batch and states; time is the only loop (the
-recurrence is sequential). The arithmetic is the one written in ``quantized.py``'s docstring, with
-every rounding and overflow step done by ``fixedpoint``. ``quantize_model`` has proven that no
-exact intermediate exceeds INT64_SAFE_BITS, so int64 cannot overflow silently here.
+recurrence is sequential). Every rounding and overflow step is done by ``fixedpoint``.
+``golden.quantize`` has proven that no exact intermediate exceeds INT64_SAFE_BITS, so int64
+cannot overflow silently here.
+
+Arithmetic of one timestep (the specification; all products exact):
+
+* state update, for each state p (re and im alike)::
+
+      terms  = Abar_p * x_p[k-1]                (complex x complex, frac Fa + Fx_p)
+             + Bbar_p,h * u_h  for each h       (complex x real,    frac Fb + Fu; s4d: one h)
+      x_p[k] = Q_state( ACC_state(terms) )
+
+* output, for each channel h::
+
+      terms  = Re(C_h,p * x_p[k]) for each p    (frac Fc + Fx_p; s4d: the channel's own modes)
+             + D_h * u_h                        (frac Fd + Fu)
+      y_h[k] = Q_output( ACC_output(terms) )
+
+``ACC(terms)`` with a *full-precision* accumulator (the default) is the exact sum, held at the
+largest fraction-bit count of its terms with a width derived from the formats (never
+truncated). With an
+explicit accumulator format, each term is first requantized into it (its rounding and overflow),
+the quantized terms are summed exactly, and the overflow mode is applied once to the sum (for
+wrap this equals a W-bit adder chain; for saturate a clamp after guard bits).
+
+A ``Q`` step is :func:`ssmgen.golden.fixedpoint.requantize`: one rounding, one overflow.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import apply_overflow, quantize_float, requantize, to_float
-from .quantized import AccumulatorPlan, QuantizedSSM
+from ..spec.formats import to_float
+from ..spec.quantized import AccumulatorPlan, QuantizedSSM
+from .fixedpoint import apply_overflow, quantize_float, requantize
 
 __all__ = ["quantize_input", "dequantize_output", "step", "run_integer", "run_quantized"]
 

@@ -1,113 +1,63 @@
-"""The ``ssmgen`` command line: generate RTL, run a model on any engine, run the demo."""
+"""The ``ssmgen`` command line. Every command takes a config (a single layer or a whole network,
+as ``ssmgen train`` writes) and works through one :class:`~ssmgen.design.Design`."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import sys
-import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, load_config
-from .golden.weights import WeightsError
+from .demo import run_demo
+from .design import ENGINES, Design
+from .sim.simulators import SIMULATORS
+from .spec.errors import ConfigError, WeightsError
+from .synth.board import BOARDS
+from .synth.targets import TARGETS
+from .train.commands import add_parsers as add_train_parsers
+from .util.files import write_atomically
+from .util.progress import say
 
-ENGINES = ("float", "golden", "rtl")
-
-
-def _progress(message: str) -> None:
-    print(f"[ssmgen] {message}", file=sys.stderr, flush=True)
+__all__ = ["main", "build_parser", "default_config_path"]
 
 
 def default_config_path() -> Path:
+    """The built-in default config (``make demo`` runs it)."""
     return Path(str(resources.files("ssmgen") / "default.toml"))
 
 
-def load_single_layer(config_path, command: str):
-    """The single layer of a config, for the commands that take one. A whole network's config
-    (a [network] section) is refused by name rather than reduced to its first layer."""
-    from .golden.quantized import load_model
-    config = load_config(config_path)
-    if config.network is not None:
-        raise ConfigError(f"{config_path}: [network] describes a whole network; `ssmgen {command}`"
-                          f" takes a single-layer config (for a network: ssmgen generate, "
-                          f"ssmgen synth, ssmgen eval)")
-    return load_model(config)
-
-
-def _load_layer_or_network(config_path):
-    """A config's whole network (a [network] section, as ``ssmgen train`` writes) as a
-    ``QuantizedNetwork``, else its single layer as a ``QuantizedSSM``."""
-    config = load_config(config_path)
-    if config.network is not None:
-        from .golden.network import load_network
-        return load_network(config)
-    from .golden.quantized import load_model
-    return load_model(config)
-
-
 def cmd_generate(args) -> int:
-    from .golden.network import QuantizedNetwork
-    from .hw.generate import generate, generate_network
-    model = _load_layer_or_network(args.config)
-    if isinstance(model, QuantizedNetwork):
-        _progress(f"generating Verilog for the whole network {model.config.name} "
-                  f"({model.network.layers} layers) ...")
-        design = generate_network(model, args.output)
-    else:
-        _progress(f"generating Verilog for {model.config.name} ...")
-        design = generate(model, args.output)
-    hw = design.manifest["hardware"]
-    print(f"wrote {design.verilog_path} and {design.manifest_path}")
-    print(f"lanes {hw['lanes']}: {hw['cycles_per_timestep']} cycle(s) per timestep, "
-          f"latency {hw['latency_cycles']} cycles")
+    design = Design.load(args.config)
+    say(f"generating Verilog for {design.name} ({design.kind}) ...")
+    files = design.generate(args.output)
+    print(f"wrote {files.verilog_path} and {files.manifest_path}")
+    print(f"lanes {design.lanes}: {design.cycles_per_timestep} cycle(s) per timestep, "
+          f"latency {design.latency} cycles")
     return 0
 
 
-def _read_input(path, channels: int) -> np.ndarray:
+def _read_input(path, design: Design) -> np.ndarray:
     try:
         u = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--input {path}: cannot read a .npy array: {exc}") from None
-    if u.ndim != 3 or u.shape[2] != channels:
-        raise ValueError(f"--input {path}: must have shape (batch, time, H={channels}), "
-                         f"not {u.shape}")
-    if not np.issubdtype(u.dtype, np.number) or np.iscomplexobj(u):
-        raise ValueError(f"--input {path}: must hold real numbers, not dtype {u.dtype}")
-    if not np.all(np.isfinite(u)):
-        raise ValueError(f"--input {path}: contains NaN or infinite values")
-    return u.astype(np.float64)
-
-
-def run_engine(model, u: np.ndarray, engine: str, *, simulator: str = "verilator",
-               build_dir: Path | None = None) -> np.ndarray:
-    """Float (batch, time, H) in real units -> outputs in real units on the chosen engine."""
-    from .golden import float_model
-    from .golden.integer_model import dequantize_output, quantize_input, run_integer
-    if engine == "float":
-        return float_model.run_recurrent(model.float_weights, u)
-    u_int = quantize_input(model, u)
-    if engine == "golden":
-        return dequantize_output(model, run_integer(model, u_int))
-    from .hw.generate import generate
-    from .sim.runner import simulate
-    with tempfile.TemporaryDirectory(prefix="ssmgen-rtl-") as tmp:
-        design = generate(model, build_dir or tmp)
-        _progress(f"simulating {design.verilog_path.name} with {simulator} "
-                  f"({u.shape[0]} x {u.shape[1]} timesteps) ...")
-        result = simulate(design.manifest_path, u_int, simulator=simulator)
-    return dequantize_output(model, result.outputs)
+    try:
+        return design.check_input(u, integer=False)
+    except ValueError as exc:
+        raise ValueError(f"--input {path}: {exc}") from None
 
 
 def cmd_run(args) -> int:
-    from .hw.generate import write_atomically
-    model = load_single_layer(args.config, "run")
-    u = _read_input(args.input, model.channels)
+    design = Design.load(args.config)
+    u = _read_input(args.input, design)
     start = time.perf_counter()
-    y = run_engine(model, u, args.engine, simulator=args.sim)
+    if args.engine == "rtl":
+        say(f"simulating {design.name} with {args.sim} ({u.shape[0]} x {u.shape[1]} timesteps) ...")
+    y = design.run(u, args.engine, simulator=args.sim)
     elapsed = time.perf_counter() - start
     buffer = io.BytesIO()
     np.save(buffer, y)
@@ -117,9 +67,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth.flow import synthesize
-    model = _load_layer_or_network(args.config)   # a network's report has no estimate
-    report = synthesize(model, args.target, args.output, place=not args.no_place, progress=_progress)
+    report = Design.load(args.config).synthesize(args.target, args.output,
+                                                 place=not args.no_place, progress=say)
     print(format_synth_report(report))
     print(f"report: {Path(args.output) / 'report.json'}")
     return 0 if report["fits"] else 1
@@ -147,10 +96,8 @@ def format_synth_report(report: dict) -> str:
 
 
 def cmd_build(args) -> int:
-    from .synth.board import build_board
-    model = load_single_layer(args.config, "build")
-    report = build_board(model, args.board, args.output, baud=args.baud,
-                         max_batch=args.max_batch, progress=_progress)
+    report = Design.load(args.config).build_board(args.board, args.output, baud=args.baud,
+                                                  max_batch=args.max_batch, progress=say)
     print(format_board_report(report))
     print(f"wrote {Path(args.output) / report['bitstream']}, manifest.json and report.json")
     print(f"flash: {report['flash']}")
@@ -175,7 +122,6 @@ def format_board_report(report: dict) -> str:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
     return run_demo(args.config or default_config_path(), out_dir=Path(args.output),
                     simulator=args.sim, seed=args.seed, batch=args.batch, steps=args.steps)
 
@@ -185,31 +131,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ssmgen", description="Generate verified FPGA accelerators for quantized diagonal "
                                    "state-space models (S4D, S5).")
     sub = parser.add_subparsers(dest="command", required=True)
+    config_help = "config (TOML): a single layer, or a whole network (MODEL_DIR/config.toml)"
 
     p = sub.add_parser("generate", help="write the Verilog and manifest.json for a config")
-    p.add_argument("config", help="quantization config (TOML)")
+    p.add_argument("config", help=config_help)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("run", help="run a model on float (batch, time, H) inputs")
-    p.add_argument("config")
-    p.add_argument("-i", "--input", required=True, help=".npy, float (batch, time, H), real units")
-    p.add_argument("-o", "--output", required=True, help=".npy written with the same shape")
+    p = sub.add_parser("run", help="run a model on float (batch, time, inputs) inputs")
+    p.add_argument("config", help=config_help)
+    p.add_argument("-i", "--input", required=True,
+                   help=".npy, float (batch, time, H) in real units (a network: (batch, "
+                        "network.steps, network.inputs))")
+    p.add_argument("-o", "--output", required=True,
+                   help=".npy written in real units: (batch, time, H), a network's logits "
+                        "(batch, classes)")
     p.add_argument("--engine", choices=ENGINES, default="golden",
-                   help="float reference, golden integer model, or the generated RTL (cocotb)")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+                   help="float reference, golden integer model, or the generated RTL "
+                        "(default: %(default)s)")
+    p.add_argument("--sim", choices=SIMULATORS, default="verilator",
+                   help="simulator for --engine rtl (default: %(default)s)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("synth", help="Yosys + nextpnr resource and Fmax report (out of context)")
-    p.add_argument("config")
-    p.add_argument("--target", required=True, choices=("ice40-up5k", "ecp5-25k", "ecp5-85k"))
+    p.add_argument("config", help=config_help)
+    p.add_argument("--target", required=True, choices=tuple(TARGETS), help="FPGA device")
     p.add_argument("-o", "--output", required=True, help="folder for report.json and tool logs")
     p.add_argument("--no-place", action="store_true", help="Yosys only (no nextpnr, no Fmax)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("build", help="bitstream for a board: the accelerator behind a UART link")
-    p.add_argument("config")
-    p.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"),
+    p.add_argument("config", help="single-layer config (TOML)")
+    p.add_argument("--board", required=True, choices=tuple(BOARDS),
                    help="iCEBreaker (iCE40 UP5K) -> .bin, ULX3S 85F (ECP5) -> .bit")
     p.add_argument("-o", "--output", required=True,
                    help="folder for the bitstream, manifest.json, report.json and logs")
@@ -221,14 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")
     p.add_argument("config", nargs="?", help="config (default: the built-in default)")
     p.add_argument("-o", "--output", default="ssmgen-demo", help="folder for the RTL (default: %(default)s)")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--sim", choices=SIMULATORS, default="verilator",
+                   help="simulator (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="stimulus and stall seed (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=4, help="sequences (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=64,
+                   help="timesteps per sequence; a network uses its network.steps "
+                        "(default: %(default)s)")
     p.set_defaults(func=cmd_demo)
 
-    from .train.commands import add_parsers as add_train_parsers   # train, eval (PTQ / QAT)
-    add_train_parsers(sub)
+    add_train_parsers(sub)                       # train, eval (PTQ / QAT; the [train] extra)
     return parser
 
 

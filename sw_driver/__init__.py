@@ -1,8 +1,8 @@
 """Host side of the board link: a framed, CRC-checked, retransmitting protocol over a UART to the
-FPGA board top (PROTOCOL.md), the driver ``Accelerator``, and an in-process reference device."""
+FPGA board top (docs/protocol.md), the driver ``Accelerator``, and an in-process reference device."""
 
 from .driver import Accelerator
-from .protocol import (CRCError, DeviceInfo, FrameTimeout, IdentifyMismatch, NackError,
+from ..spec.protocol import (CRCError, DeviceInfo, FrameTimeout, IdentifyMismatch, NackError,
                        ProtocolError)
 from .transport import (DeviceModelTransport, Fault, ReferenceDevice, SerialTransport,
                         Transport)

@@ -3,7 +3,7 @@
     with Accelerator.open("/dev/ttyUSB1", expect_hash=model) as acc:
         y = acc.run(u)                    # float (batch, time, H) in real units
 
-Protocol: PROTOCOL.md beside this file. Every request is retransmitted (identical bytes, same
+Protocol: docs/protocol.md. Every request is retransmitted (identical bytes, same
 sequence number) on a timeout or a corrupt response; the device replays instead of re-applying,
 so no timestep is lost or applied twice.
 """
@@ -18,7 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .protocol import (
+from ..golden.fixedpoint import quantize_float
+from ..golden.integer_model import dequantize_output, quantize_input
+from ..spec.formats import Quantizer, to_float
+from ..spec.hashing import model_hash
+from ..spec.protocol import (
     MAX_PAYLOAD, Cmd, CRCError, DeviceInfo, FrameDecoder, FrameTimeout, IdentifyMismatch, Nack,
     NackError, ProtocolError, decode_frame, encode_frame, max_encoded_size, nack_name, pack_stream,
     sample_bytes, unpack_nack, unpack_read_data, unpack_stream_ack,
@@ -34,8 +38,8 @@ def _expected_from(expect):
     """-> (hash hex or None, model or None, manifest dict or None)."""
     if expect is None:
         return None, None, None
+    expect = getattr(expect, "quantized", expect)               # a Design: its quantized model
     if hasattr(expect, "config") and hasattr(expect, "channels"):          # a QuantizedSSM
-        from ssmgen.hw.generate import model_hash
         return model_hash(expect), expect, None
     if isinstance(expect, dict):
         if "model_hash" not in expect:
@@ -143,9 +147,7 @@ class Accelerator:
             raise ValueError(f"u contains {int(bad.sum())} non-finite value(s) (NaN or inf), the "
                              f"first {u[where]} at index {where}")
         if self.model is not None:
-            from ssmgen.golden.integer_model import dequantize_output, quantize_input
             return dequantize_output(self.model, self.run_int(quantize_input(self.model, u)))
-        from ssmgen.golden.fixedpoint import Quantizer, quantize_float, to_float
         if self.manifest is not None:
             q_in = Quantizer.parse(self.manifest["formats"]["input"])
             y = self.run_int(quantize_float(u, q_in))

@@ -5,7 +5,7 @@
 
 ``SerialTransport``: a UART through pyserial (imported only when used).
 
-``ReferenceDevice``: the device side of PROTOCOL.md, byte for byte, computing with the golden
+``ReferenceDevice``: the device side of docs/protocol.md, byte for byte, computing with the golden
 integer model. It is the executable specification of the FPGA board top.
 
 ``DeviceModelTransport``: connects the driver to a ReferenceDevice in-process, with fault
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..golden.integer_model import step
-from .protocol import (
+from ..spec.hashing import model_hash as compute_hash
+from ..spec.protocol import (
     CRC_SIZE, FLAG_START, HEADER, HEADER_SIZE, MAX_PAYLOAD, MIN_FRAME, REQUESTS, Cmd, CRCError,
     DeviceInfo, FrameDecoder, Nack, cobs_decode, crc16, encode_frame, max_encoded_size, pack_nack,
     pack_read_data, pack_stream_ack, sample_bytes, stream_payload_size, unpack_stream,
@@ -93,7 +94,7 @@ class SerialTransport(Transport):
 # --- the reference device ---------------------------------------------------------------------
 
 class ReferenceDevice:
-    """Device side of PROTOCOL.md on top of the golden integer model (one model instance).
+    """Device side of docs/protocol.md on top of the golden integer model (one model instance).
 
     ``receive(bytes)`` consumes link bytes and returns the wire frames the device sends back.
     Counters: ``steps_applied`` (timesteps fed to the layer), ``replays``, ``nacks`` (by code),
@@ -105,7 +106,6 @@ class ReferenceDevice:
             raise ValueError(f"max_batch must be in 1..255, not {max_batch}")
         q = model.config.quant
         if model_hash is None:
-            from ssmgen.hw.generate import model_hash as compute_hash
             model_hash = compute_hash(model)
         self.model = model
         self.info = DeviceInfo(model_hash, model.channels, q.input.format.width, q.input.format.frac,
@@ -253,7 +253,7 @@ class Fault:
 class FaultInjector:
     """Applies ``Fault`` entries and random faults to frames, one direction's frames counted
     separately. Shared by every transport that injects faults (DeviceModelTransport here, the
-    simulated board top in ``ssmgen.sim.board_transport``).
+    simulated board top in ``ssmgen.sim.board.transport``).
 
     ``faults``: Fault entries at given frame indices. ``fault_rate``: probability that each frame
     (in ``fault_directions``) gets a fault drawn from ``fault_kinds``, with ``random.Random(seed)``.

@@ -1,4 +1,4 @@
-"""Board bitstreams: the accelerator behind its UART link (``hw/board_top.py``), built through
+"""Board bitstreams: the accelerator behind its UART link (``hw/link/board_top.py``), built through
 amaranth-boards with the YoWASP tools -> bitstream + report.json + manifest.json.
 
 ``ssmgen build CONFIG --board icebreaker|ulx3s-85f -o DIR`` calls :func:`build_board`.
@@ -22,10 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..golden.quantized import QuantizedSSM
-from ..hw.board_top import DEFAULT_BAUD, DEFAULT_MAX_BATCH, BoardTop, uart_divisor
-from ..hw.generate import build_manifest, model_hash, write_atomically
-from .flow import SynthError, _count, _overflow_message, _parse_nextpnr
+from ..hw.link.board_top import DEFAULT_BAUD, DEFAULT_MAX_BATCH, BoardTop, uart_divisor
+from ..util.files import write_atomically
+from .flow import SynthError, count_cells, overflow_lines, parse_nextpnr
 from .targets import TARGETS
 
 __all__ = ["Board", "BOARDS", "BoardBuildError", "build_board"]
@@ -90,15 +89,21 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def build_board(model: QuantizedSSM, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
+def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
                 max_batch: int = DEFAULT_MAX_BATCH, progress=print) -> dict:
-    """Build the bitstream of ``model`` behind the UART link for a board; write into ``out_dir``:
+    """Build the bitstream of a single-layer ``design`` (``ssmgen.design.Design``) behind the
+    UART link for a board; write into ``out_dir``:
     ``ssmgen_top.bin`` (iCEBreaker) or ``ssmgen_top.bit`` (ULX3S), ``manifest.json`` (the driver's
     ``expect_hash``), ``report.json`` (resources, Fmax, timing) and ``logs/``.
 
-    Raises ValueError for an unknown board, BoardBuildError when the design does not fit the
-    FPGA (naming each resource that overflowed) or a tool fails.
+    Raises ValueError for an unknown board or a whole network's design (the board link speaks
+    timesteps of one layer), BoardBuildError when the design does not fit the FPGA (naming each
+    resource that overflowed) or a tool fails.
     """
+    if design.kind != "layer":
+        raise ValueError(f"{design.name}: a whole network cannot be built for a board yet: the "
+                         f"UART link streams timesteps of a single layer (ssmgen synth reports "
+                         f"a network's resources and Fmax)")
     if board_name not in BOARDS:
         raise ValueError(f"--board must be one of {', '.join(BOARDS)}, not {board_name!r}")
     board = BOARDS[board_name]
@@ -109,7 +114,8 @@ def build_board(model: QuantizedSSM, board_name: str, out_dir, *, baud: int = DE
     platform = board.make_platform()
     clock_hz = platform.default_clk_frequency
     divisor = uart_divisor(clock_hz, baud)          # ValueError before any tool runs
-    top = BoardTop(model, baud=baud, max_batch=max_batch)
+    model = design.quantized
+    top = BoardTop(model, baud=baud, max_batch=max_batch, model_hash=design.hash)
 
     yosys_options = target.yosys_synth.split(maxsplit=1)[1]    # e.g. "-dsp -dff" for iCE40
     plan = platform.build(
@@ -126,9 +132,9 @@ def build_board(model: QuantizedSSM, board_name: str, out_dir, *, baud: int = DE
         with open(work / "build.log", "w") as log:
             proc = subprocess.run(["sh", f"build_{TOP_NAME}.sh"], cwd=work, env=env,
                                   stdout=log, stderr=subprocess.STDOUT, check=False)
-        counts = (_count(json.loads((work / "stat.json").read_text()), target)
+        counts = (count_cells(json.loads((work / "stat.json").read_text()), target)
                   if (work / "stat.json").exists() else None)
-        overflow = _overflow_message(counts, target) if counts else []
+        overflow = overflow_lines(counts, target) if counts else []
         if overflow:
             raise BoardBuildError(
                 f"{model.config.name} does not fit the {board.description}: "
@@ -139,14 +145,14 @@ def build_board(model: QuantizedSSM, board_name: str, out_dir, *, baud: int = DE
             raise BoardBuildError(f"{failed} failed (exit {proc.returncode}) building for "
                                   f"{board.name}; end of the log:\n"
                                   f"{_tail(work / 'build.log')}\n{_tail(work / f'{TOP_NAME}.tim')}")
-        placed = _parse_nextpnr(json.loads((work / "nextpnr_report.json").read_text()))
+        placed = parse_nextpnr(json.loads((work / "nextpnr_report.json").read_text()))
         layer = top.core.layer                     # built when the platform elaborated top
         clock_mhz = clock_hz / 1e6
         timing_met = bool(placed["fmax_valid"] and placed["fmax_mhz"] >= clock_mhz)
         bitstream = f"{TOP_NAME}{board.bitstream}"
         report = {
             "board": board.name, "description": board.description, "target": board.target,
-            "config": model.config.name, "model_hash": model_hash(model),
+            "config": design.name, "model_hash": design.hash,
             "bitstream": bitstream, "clock_mhz": clock_mhz, "baud": baud, "uart_divisor": divisor,
             "max_batch": max_batch, "lanes": layer.lanes,
             "cycles_per_timestep": layer.cycles_per_timestep, "latency_cycles": layer.latency,
@@ -157,7 +163,7 @@ def build_board(model: QuantizedSSM, board_name: str, out_dir, *, baud: int = DE
             "timing_met": timing_met,
             "flash": board.flash.format(bitstream=out_dir / bitstream),
         }
-        manifest = build_manifest(model, layer, f"{model.config.name}.v")
+        manifest = dict(design.manifest)
         manifest["board"] = {"name": board.name, "baud": baud, "max_batch": max_batch,
                              "bitstream": bitstream}
         report["seconds"] = round(time.perf_counter() - started, 1)

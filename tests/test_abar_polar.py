@@ -15,12 +15,14 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 import pytest
-
-from ssmgen.config import ConfigError, parse_config
-from ssmgen.golden.abar_polar import PolarCodes, decode_mode, decode_polar, encode_polar
-from ssmgen.golden.fixedpoint import Rounding
-from ssmgen.golden.quantized import describe_formats, load_model
 from test_fixedpoint import ref_round
+
+from ssmgen.golden.abar_polar import decode_mode, decode_polar, encode_polar
+from ssmgen.golden.quantize import load_model
+from ssmgen.spec.config import parse_config
+from ssmgen.spec.errors import ConfigError
+from ssmgen.spec.formats import Rounding
+from ssmgen.spec.quantized import PolarCodes
 
 
 def reference_decode(rho_mant, rho_exp, theta_mant, theta_exp, frac, rounding):
@@ -111,7 +113,7 @@ def test_golden_model_uses_the_decoded_poles():
     np.testing.assert_array_equal(model.abar_re, re)
     np.testing.assert_array_equal(model.abar_im, im)
     assert model.abar_corrected == 0 and model.saturated_weights == 0
-    assert describe_formats(model)["abar"].startswith("polar: rho 4-bit, theta 6-bit")
+    assert model.describe_formats()["abar"].startswith("polar: rho 4-bit, theta 6-bit")
     cartesian = polar_config()
     cartesian["quant"]["abar"] = {"format": "fixed<16,1>"}
     assert load_model(parse_config(cartesian)).abar_polar is None

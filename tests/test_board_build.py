@@ -14,9 +14,9 @@ import tomli_w
 from synth_configs import SYNTH_CONFIGS
 
 from ssmgen.cli import main
-from ssmgen.config import parse_config
-from ssmgen.golden.quantized import load_model
-from ssmgen.hw.board_top import uart_divisor
+from ssmgen.design import Design
+from ssmgen.hw.link.board_top import uart_divisor
+from ssmgen.spec.config import parse_config
 from ssmgen.synth.board import BOARDS, BoardBuildError, build_board
 
 
@@ -33,7 +33,7 @@ def test_unknown_board_lists_the_allowed_ones(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'de10-nano'" in err and "icebreaker" in err and "ulx3s-85f" in err
-    model = load_model(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    model = Design.from_config(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
     with pytest.raises(ValueError, match="--board must be one of icebreaker, ulx3s-85f, not 'x'"):
         build_board(model, "x", tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -43,7 +43,7 @@ def test_baud_rate_the_clock_cannot_make_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="Baud 4000000 cannot be generated from a 12 MHz clock"):
         uart_divisor(12e6, 4_000_000)
     assert uart_divisor(12e6, 115200) == 104 and uart_divisor(25e6, 115200) == 217
-    model = load_model(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    model = Design.from_config(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
     with pytest.raises(ValueError, match="Baud 4000000 cannot be generated from a 25 MHz clock"):
         build_board(model, "ulx3s-85f", tmp_path / "out", baud=4_000_000)
     assert list(tmp_path.iterdir()) == []
@@ -89,7 +89,7 @@ def test_build_ulx3s_bitstream(tmp_path, capsys):
 
 @pytest.mark.synth
 def test_over_capacity_names_the_resource_and_writes_nothing(tmp_path):
-    model = load_model(parse_config(SYNTH_CONFIGS["s5_tiny"]))       # 11 multipliers > 8 DSPs
+    model = Design.from_config(parse_config(SYNTH_CONFIGS["s5_tiny"]))       # 11 multipliers > 8 DSPs
     with pytest.raises(BoardBuildError, match=r"does not fit the 1BitSquared iCEBreaker .*"
                                               r"dsps: 11 needed, 8 available"):
         build_board(model, "icebreaker", tmp_path / "out", progress=lambda msg: None)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ssmgen.cli import main
-from ssmgen.sim.runner import available_simulators
+from ssmgen.sim.simulators import available_simulators
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
@@ -42,7 +42,7 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
 @pytest.mark.rtl
 @pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.stem)
 def test_run_golden_and_rtl_are_identical(config, tmp_path):
-    from ssmgen.config import load_config
+    from ssmgen.spec.config import load_config
     channels = load_config(config).model.channels
     u_path, u = _inputs(tmp_path, channels)
     outputs = {}
@@ -93,3 +93,39 @@ def test_demo_on_built_in_default_reports_zero_mismatches(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mismatches = 0" in proc.stdout
     assert "cycles/timestep: 8 measured, 8 in manifest" in proc.stdout
+
+
+def _network_config(tmp_path) -> Path:
+    """A small random whole network written as a user would have it: config.toml + weights."""
+    import tomli_w
+    from test_network_hw import CASES, SEED, build_network
+
+    from ssmgen.spec.weights import save_network_npz
+    qnet = build_network(CASES[2], SEED)
+    data = dict(qnet.config.source, name="net", weights={"source": "file", "file": "w.npz"})
+    save_network_npz(tmp_path / "w.npz", qnet.float_weights)
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.rtl
+def test_demo_and_run_take_a_whole_network(tmp_path, capsys):
+    """The commands have one path for a layer and a network: demo streams whole sequences
+    through the network's RTL with random stalls; run gives its logits on every engine."""
+    config = _network_config(tmp_path)
+    assert main(["demo", str(config), "-o", str(tmp_path / "demo"), "--sim", FAST_SIM,
+                 "--batch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "mismatches = 0" in out and "(network, s4d" in out
+    from ssmgen.design import Design
+    design = Design.load(config)
+    u_path, _ = _inputs(tmp_path, design.input_channels, shape=(2, design.steps))
+    logits = {}
+    for engine in ("float", "golden", "rtl"):
+        argv = ["run", str(config), "-i", str(u_path), "-o", str(tmp_path / f"{engine}.npy"),
+                "--engine", engine, "--sim", FAST_SIM]
+        assert main(argv) == 0
+        logits[engine] = np.load(tmp_path / f"{engine}.npy")
+        assert logits[engine].shape == (2, design.quantized.network.classes)
+    np.testing.assert_array_equal(logits["rtl"], logits["golden"])

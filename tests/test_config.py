@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssmgen.config import COMPONENTS, ConfigError, load_config, parse_config
 from ssmgen.golden.discretize import random_weights
-from ssmgen.golden.fixedpoint import FixedFormat, Overflow, Rounding
-from ssmgen.golden.quantized import load_model
-from ssmgen.golden.weights import WeightsError, save_npz
+from ssmgen.golden.quantize import load_model
+from ssmgen.spec.config import COMPONENTS, load_config, parse_config
+from ssmgen.spec.errors import ConfigError, WeightsError
+from ssmgen.spec.formats import FixedFormat, Overflow, Rounding
+from ssmgen.spec.weights import save_npz
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROUNDING_CHOICES = "floor, half_up, half_even, toward_zero"

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from ssmgen.hw.const_product import const_product, csd_digits
+from ssmgen.hw.datapath.const_product import const_product, csd_digits
 
 
 @pytest.mark.parametrize("c", range(-300, 301))

@@ -19,9 +19,9 @@ import pytest
 from regression_configs import REGRESSION
 from synth_configs import ESTIMATE_PROBES, SYNTH_CONFIGS
 
-from ssmgen.config import parse_config
-from ssmgen.golden.quantized import load_model
-from ssmgen.hw.ssm_layer import SSMLayer
+from ssmgen.design import Design
+from ssmgen.hw.datapath.ssm_layer import SSMLayer
+from ssmgen.spec.config import parse_config
 from ssmgen.synth.estimate import dsp_blocks, estimate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ _ESTIMATES: dict = {}
 
 def _model(source: str):
     if source not in _MODELS:
-        _MODELS[source] = load_model(parse_config(_config(source)))
+        _MODELS[source] = Design.from_config(parse_config(_config(source)))
     return _MODELS[source]
 
 
@@ -99,7 +99,7 @@ def test_dsp_count_is_exact(entry):
 
 @pytest.mark.parametrize("config", [c for c, _ in REGRESSION], ids=lambda c: c["name"])
 def test_cycles_match_ssm_layer(config):
-    layer = SSMLayer(_model(f"regression:{config['name']}"))
+    layer = SSMLayer(_model(f"regression:{config['name']}").quantized)
     layer._MustUse__silence = True           # only its properties are read, never elaborated
     # cycles do not depend on the target; one family keeps the test fast (an estimate
     # elaborates the layer and builds its netlist)

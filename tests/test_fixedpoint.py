@@ -18,17 +18,19 @@ import numpy as np
 import pytest
 
 from ssmgen.golden.fixedpoint import (
+    apply_overflow,
+    quantize_float,
+    requantize,
+    round_float,
+    round_shift,
+)
+from ssmgen.spec.formats import (
     INT64_SAFE_BITS,
     MAX_FORMAT_WIDTH,
     FixedFormat,
     Overflow,
     Quantizer,
     Rounding,
-    apply_overflow,
-    quantize_float,
-    round_float,
-    requantize,
-    round_shift,
     to_float,
 )
 

@@ -7,7 +7,8 @@ import pytest
 
 from ssmgen.golden.discretize import random_weights, zoh
 from ssmgen.golden.float_model import kernel, run_convolutional, run_recurrent
-from ssmgen.golden.weights import SSMWeights, WeightsError
+from ssmgen.spec.errors import WeightsError
+from ssmgen.spec.weights import SSMWeights
 
 # (kind, channels, states): s4d states = H*M total modes, s5 states = P.
 CONFIGS = [("s4d", 3, 12), ("s4d", 1, 1), ("s5", 3, 8), ("s5", 2, 1)]

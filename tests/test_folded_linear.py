@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from stream_sim import stream_through
 
-from ssmgen.golden.fixedpoint import Quantizer, requantize
-from ssmgen.hw.folded_linear import FoldedLinear
+from ssmgen.golden.fixedpoint import requantize
+from ssmgen.hw.datapath.folded_linear import FoldedLinear
+from ssmgen.spec.formats import Quantizer
 
 SEED = 0xF01D
 

@@ -30,8 +30,8 @@ from amaranth.hdl import Module, Signal, Value, signed, unsigned
 from amaranth.sim import Simulator
 
 from ssmgen.golden import fixedpoint as golden
-from ssmgen.golden.fixedpoint import FixedFormat, Overflow, Quantizer, Rounding
-from ssmgen.hw import fixed as hw
+from ssmgen.hw.datapath import fixed as hw
+from ssmgen.spec.formats import FixedFormat, Overflow, Quantizer, Rounding
 
 SEED = 0x48F1C5
 ROUNDINGS = list(Rounding)

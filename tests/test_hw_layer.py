@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from regression_configs import REGRESSION
 from stream_sim import stream_through
-
-from ssmgen.config import load_config
-from ssmgen.golden.integer_model import run_integer
-from ssmgen.golden.quantized import load_model
 from test_rtl_regression import _model
+
+from ssmgen.golden.integer_model import run_integer
+from ssmgen.golden.quantize import load_model
+from ssmgen.spec.config import load_config
 
 EXAMPLES = ["examples/s4d_small.toml", "examples/s5_small.toml", "examples/s5_aggressive.toml",
             "examples/s4d_up5k.toml"]
@@ -19,7 +19,7 @@ EXAMPLES = ["examples/s4d_small.toml", "examples/s5_small.toml", "examples/s5_ag
 
 def simulate_layer(model, u, *, seed, idle=0.0, stall=0.0):
     """Stream u (batch, time, H) through SSMLayer; returns outputs and per-beat cycle stamps."""
-    from ssmgen.hw.ssm_layer import SSMLayer
+    from ssmgen.hw.datapath.ssm_layer import SSMLayer
     dut = SSMLayer(model)
     batch, steps, _ = u.shape
 
@@ -30,7 +30,7 @@ def simulate_layer(model, u, *, seed, idle=0.0, stall=0.0):
 
     got, in_cycles, out_cycles = stream_through(
         dut, dut.u, dut.y, [(b, t) for b in range(batch) for t in range(steps)], put=put,
-        take=lambda payload: [int(v) for v in payload], expected=batch * steps, seed=seed,
+        take=lambda payload: [int(v) for v in payload.data], expected=batch * steps, seed=seed,
         idle=idle, stall=stall, budget=batch * steps * (dut.groups + 2) * 8 + 100)
     return np.array(got).reshape(batch, steps, -1), in_cycles, out_cycles, dut
 

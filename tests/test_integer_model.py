@@ -24,15 +24,26 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from ssmgen.config import ConfigError, parse_config
 from ssmgen.golden.discretize import random_weights
-from ssmgen.golden.fixedpoint import (INT64_SAFE_BITS, MAX_FORMAT_WIDTH, FixedFormat, Overflow,
-                                      Quantizer, Rounding)
 from ssmgen.golden.float_model import run_recurrent
-from ssmgen.golden.integer_model import (dequantize_output, quantize_input, run_integer,
-                                         run_quantized)
-from ssmgen.golden.quantized import load_model, quantize_abar, quantize_model
-from ssmgen.golden.weights import SSMWeights
+from ssmgen.golden.integer_model import (
+    dequantize_output,
+    quantize_input,
+    run_integer,
+    run_quantized,
+)
+from ssmgen.golden.quantize import load_model, quantize_abar, quantize_model
+from ssmgen.spec.config import parse_config
+from ssmgen.spec.errors import ConfigError
+from ssmgen.spec.formats import (
+    INT64_SAFE_BITS,
+    MAX_FORMAT_WIDTH,
+    FixedFormat,
+    Overflow,
+    Quantizer,
+    Rounding,
+)
+from ssmgen.spec.weights import SSMWeights
 
 SEED = 0x1A7E6E
 ROUNDINGS = ("floor", "half_up", "half_even", "toward_zero")

@@ -12,10 +12,10 @@ import pytest
 from amaranth.sim import Simulator
 from cobs import cobs
 
-from ssmgen.hw.cobs import COBSDecoder, COBSEncoder
-from ssmgen.hw.crc16 import CRC16
-from ssmgen.hw.uart import UARTRx, UARTTx
-from ssmgen.sw_driver.protocol import FrameDecoder
+from ssmgen.hw.link.cobs import COBSDecoder, COBSEncoder
+from ssmgen.hw.link.crc16 import CRC16
+from ssmgen.hw.link.uart import UARTRx, UARTTx
+from ssmgen.spec.protocol import FrameDecoder
 
 
 def simulate(dut, *testbenches):
@@ -245,11 +245,12 @@ def test_cobs_decoder_matches_frame_decoder():
 # A constructor that raises leaves an Elaboratable that was never elaborated: the first line of
 # this file turns Amaranth's UnusedElaboratable warning off for it.
 def test_constructors_reject_bad_parameters():
-    from ssmgen.config import parse_config
-    from ssmgen.golden.quantized import load_model
-    from ssmgen.hw.board_top import BoardCore
-    from ssmgen.hw.link import LinkController
     from regression_configs import make_config
+
+    from ssmgen.golden.quantize import load_model
+    from ssmgen.hw.link.board_top import BoardCore
+    from ssmgen.hw.link.controller import LinkController
+    from ssmgen.spec.config import parse_config
 
     with pytest.raises(ValueError, match="Divisor .* must be at least 4, not 3"):
         UARTRx(3)

@@ -1,5 +1,5 @@
 """The board top's link logic in Amaranth's simulator, over real 8N1 UART timing
-(``sim/board_transport.py``), against the executable specification ``ReferenceDevice``:
+(``sim/board/transport.py``), against the executable specification ``ReferenceDevice``:
 
 * known-answer frames: for the same request bytes, valid and malformed, the RTL answers byte for
   byte what ReferenceDevice answers;
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from regression_configs import make_config
 
-from ssmgen.config import parse_config
 from ssmgen.golden.integer_model import dequantize_output, quantize_input, run_integer
-from ssmgen.golden.quantized import load_model
-from ssmgen.sim.board_transport import BoardSimTransport
+from ssmgen.golden.quantize import load_model
+from ssmgen.sim.board.transport import BoardSimTransport
+from ssmgen.spec import protocol as P
+from ssmgen.spec.config import parse_config
+from ssmgen.spec.protocol import Cmd
 from ssmgen.sw_driver import Accelerator, Fault, IdentifyMismatch, ReferenceDevice
-from ssmgen.sw_driver import protocol as P
-from ssmgen.sw_driver.protocol import Cmd
 
 LINK_CONFIGS = {
     # 1 channel, 1-byte samples: the cheapest to simulate
@@ -68,7 +68,7 @@ def stream_payload(model, n, seed, *, flags=None):
 
 
 def request_script(model, max_batch, seed, *, random_requests=14):
-    """Requests covering every path of PROTOCOL.md section 4, malformed ones included, then
+    """Requests covering every path of docs/protocol.md section 4, malformed ones included, then
     a random mix. Each entry is the bytes of one host write."""
     rng = random.Random(seed)
     S = Cmd

@@ -16,15 +16,20 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from test_integer_model import pow2, ref_format, ref_quantize, ref_round, ref_run
 
-from ssmgen.config import ConfigError, parse_config
 from ssmgen.golden.discretize import random_weights
-from ssmgen.golden.network import (NetworkWeights, load_network, pool_constants, predict,
-                                   quantize_network, quantize_network_input, run_float_network,
-                                   run_integer_network, save_network_npz)
-from ssmgen.golden.quantized import load_model
-from ssmgen.golden.weights import WeightsError
-from test_integer_model import ref_format, ref_quantize, ref_round, ref_run, pow2
+from ssmgen.golden.network import (
+    pool_constants,
+    predict,
+    quantize_network_input,
+    run_float_network,
+    run_integer_network,
+)
+from ssmgen.golden.quantize import load_model, load_network, quantize_network
+from ssmgen.spec.config import parse_config
+from ssmgen.spec.errors import ConfigError, WeightsError
+from ssmgen.spec.weights import NetworkWeights, save_network_npz
 
 SEED = 0x2E7
 ROUNDINGS = ("floor", "half_up", "half_even", "toward_zero")
@@ -201,16 +206,20 @@ def _write(tmp_path, rng_seed=3, **case):
     return data, config, weights
 
 
-def test_weights_file_round_trip_and_layer0_for_single_layer_tools(tmp_path):
+def test_weights_file_round_trips_and_holds_each_layer_once(tmp_path):
     data, config, weights = _write(tmp_path, kind="s5", H=2, modes=2, layers=2, inputs=1,
                                    classes=2, steps=4)
     qnet = load_network(config)
     direct = quantize_network(config, weights)
     for a, b in zip(qnet.integer_arrays().values(), direct.integer_arrays().values()):
         np.testing.assert_array_equal(a, b)
-    layer0 = load_model(config)          # the single-layer path reads the plain keys
-    np.testing.assert_array_equal(layer0.abar_re, qnet.layers[0].abar_re)
-    np.testing.assert_array_equal(layer0.c_im, qnet.layers[0].c_im)
+    with np.load(config.weights.path) as stored:    # no copy of layer 0 under plain keys
+        assert sorted(stored.files) == sorted(
+            ["encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias",
+             *(f"layers.{l}.{k}" for l in range(2)
+               for k in ("Abar", "Bbar", "C", "D", "mix.weight", "mix.bias"))])
+    with pytest.raises(ConfigError, match="describes a whole network"):
+        load_model(config)                  # never reduced to one of its layers
 
 
 def test_float_network_tracks_integer_network_at_wide_formats(tmp_path):

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""NetworkAccelerator (hw/network.py) against the golden whole-network integer model.
+"""NetworkAccelerator (hw/datapath/network.py) against the golden whole-network integer model.
 
 Two tiers, as for the single layer: Amaranth's simulator on random small networks (s4d and s5,
 one and two layers, with and without lane sharing, every rounding/overflow mode drawn at random,
@@ -20,10 +20,14 @@ import pytest
 from stream_sim import stream_through
 from test_network import network_dict, random_network_weights
 
-from ssmgen.config import ConfigError, parse_config
-from ssmgen.golden.network import predict, quantize_network, run_integer_network
-from ssmgen.sim.runner import available_simulators
-from ssmgen.sim.stream import sequence_words
+from ssmgen.design import Design
+from ssmgen.golden.network import predict, run_integer_network
+from ssmgen.golden.quantize import quantize_network
+from ssmgen.hw.manifest import pack_fields
+from ssmgen.sim.native.bench import run_stream
+from ssmgen.sim.simulators import SimulationError
+from ssmgen.spec.config import parse_config
+from ssmgen.spec.errors import ConfigError
 
 SEED = 0x4E7
 
@@ -81,7 +85,7 @@ def simulate_network(qnet, u, *, seed, idle=0.0, stall=0.0):
 
     Returns logits (batch, classes), predictions (batch,), the cycles at which each input beat
     was accepted and each output beat taken, and the component."""
-    from ssmgen.hw.network import NetworkAccelerator
+    from ssmgen.hw.datapath.network import NetworkAccelerator
     dut = NetworkAccelerator(qnet)
     batch, steps, _ = u.shape
 
@@ -146,7 +150,7 @@ def test_argmax_ties_go_to_the_lowest_class():
 
 
 def test_bad_network_is_rejected():
-    from ssmgen.hw.network import NetworkAccelerator
+    from ssmgen.hw.datapath.network import NetworkAccelerator
     with pytest.raises(TypeError, match="QuantizedNetwork"):
         NetworkAccelerator("net")
     qnet = build_network(CASES[0], SEED)
@@ -164,52 +168,45 @@ RTL_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=4, steps=3
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_generated_network_matches_golden_under_cocotb(simulator, tmp_path):
+def test_generated_network_matches_golden_under_cocotb(simulator, tmp_path, rtl_simulator):
     """Generated Verilog == golden logits and predictions with random stalls on both streams;
     the testbench also checks the manifest's latency against measurement."""
-    if simulator not in available_simulators():
-        pytest.skip(f"{simulator} not installed")
-    from ssmgen.hw.generate import generate_network
-    from ssmgen.sim.network_sim import simulate_network
+    rtl_simulator(simulator)
     seed = SEED + 100
     qnet = build_network(RTL_CASE, seed)
-    design = generate_network(qnet, tmp_path)
+    design = Design.from_quantized(qnet)
     assert design.manifest["kind"] == "network"
     u = random_inputs(qnet, 4, seed)
     want = run_integer_network(qnet, u)
-    result = simulate_network(design.manifest_path, u, expected_logits=want,
-                              expected_predictions=predict(want), simulator=simulator, seed=seed,
-                              idle_probability=0.3, stall_probability=0.4)
-    assert result.mismatches == []
-    np.testing.assert_array_equal(result.logits, want, err_msg=f"{simulator}, seed {seed}")
-    np.testing.assert_array_equal(result.predictions, predict(want))
-    assert result.latency_cycles == [design.manifest["hardware"]["latency_cycles"]] * 4
+    result = design.simulate(u, simulator=simulator, seed=seed, idle_probability=0.3,
+                             stall_probability=0.4, work_dir=tmp_path)
+    assert result.failures == []
+    np.testing.assert_array_equal(result.outputs, want, err_msg=f"{simulator}, seed {seed}")
+    np.testing.assert_array_equal(result.check.outputs[:, 0, -1], predict(want))
+    assert result.check.latencies == [design.latency] * 4
+    assert result.check.cycles_per_timestep == design.cycles_per_timestep
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_run_network_rtl_returns_golden_results(simulator, tmp_path, monkeypatch):
+def test_run_rtl_returns_golden_results(simulator, tmp_path, monkeypatch, rtl_simulator):
     """The --engine rtl entry point: the native stream bench (no Python per cycle) gives the
     golden logits, sequences back to back at full rate (one output every T x G cycles), and a
     difference from the golden model raises."""
-    if simulator not in available_simulators():
-        pytest.skip(f"{simulator} not installed")
-    import ssmgen.golden.network as golden_network
-    from ssmgen.sim.native_bench import run_stream
-    from ssmgen.sim.network_sim import run_network_rtl
-    from ssmgen.sim.runner import SimulationError
+    rtl_simulator(simulator)
     seed = SEED + 100
-    qnet = build_network(RTL_CASE, seed)
+    design = Design.from_quantized(build_network(RTL_CASE, seed))
+    qnet = design.quantized
     u = random_inputs(qnet, 5, seed + 1)
-    logits, preds = run_network_rtl(qnet, u, simulator=simulator, work_dir=tmp_path)
+    logits = design.run_rtl(u, simulator=simulator, work_dir=tmp_path)
     want = run_integer_network(qnet, u)
     np.testing.assert_array_equal(logits, want, err_msg=simulator)
-    np.testing.assert_array_equal(preds, predict(want))
 
     # the same design through run_stream: output spacing and latency as the manifest says
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     hw, steps = manifest["hardware"], qnet.network.steps
-    words = sequence_words(manifest["ports"]["u__payload"]["fields"], u)
+    fields = manifest["ports"]["u__payload"]["fields"]
+    words = [pack_fields(fields, beat) for seq in design.input_beats(u).tolist() for beat in seq]
     run = run_stream(tmp_path / "manifest.json", words, len(u), max_cycles=10_000,
                      simulator=simulator)
     gaps = np.diff(run.output_cycles).tolist()
@@ -218,8 +215,8 @@ def test_run_network_rtl_returns_golden_results(simulator, tmp_path, monkeypatch
     # output is taken `latency` cycles later
     assert run.output_cycles[0] == (steps - 1) * hw["cycles_per_timestep"] + hw["latency_cycles"]
 
-    with pytest.raises(ValueError, match="T=3"):
-        run_network_rtl(qnet, u[:, :2], simulator=simulator, work_dir=tmp_path)
-    monkeypatch.setattr(golden_network, "run_integer_network", lambda net, u: want + 1)
-    with pytest.raises(SimulationError, match="5 of 5 sequences differ from the golden model"):
-        run_network_rtl(qnet, u, simulator=simulator, work_dir=tmp_path)
+    with pytest.raises(ValueError, match="network.steps = 3"):
+        design.run_rtl(u[:, :2], simulator=simulator, work_dir=tmp_path)
+    monkeypatch.setattr(type(design), "reference", lambda self, u: want + 1)
+    with pytest.raises(SimulationError, match="5 of 5 output beats differ from the golden model"):
+        design.run_rtl(u, simulator=simulator, work_dir=tmp_path)

@@ -9,7 +9,7 @@ import random
 import pytest
 from stream_sim import stream_through
 
-from ssmgen.hw.register_slice import RegisterSlice
+from ssmgen.hw.datapath.register_slice import RegisterSlice
 
 
 def _run(words, *, idle: float, stall: float, seed: int):

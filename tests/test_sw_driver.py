@@ -1,4 +1,4 @@
-"""Host driver and board-link protocol (sw_driver/PROTOCOL.md) against the reference device.
+"""Host driver and board-link protocol (docs/protocol.md) against the reference device.
 
 The reference device (``ReferenceDevice``) is the executable spec of the FPGA board top, so the
 device-level tests here are also the behaviour the RTL must reproduce. Every random test names its
@@ -14,15 +14,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssmgen.config import load_config
+from ssmgen.design import Design
 from ssmgen.golden.integer_model import quantize_input, run_integer, run_quantized
-from ssmgen.golden.quantized import load_model
-from ssmgen.hw.generate import model_hash
-from ssmgen.sw_driver import (Accelerator, CRCError, DeviceModelTransport, Fault, FrameTimeout,
-                              IdentifyMismatch, NackError, ProtocolError, ReferenceDevice,
-                              SerialTransport)
-from ssmgen.sw_driver import protocol as P
-from ssmgen.sw_driver.protocol import Cmd, Nack
+from ssmgen.golden.quantize import load_model
+from ssmgen.spec import protocol as P
+from ssmgen.spec.config import load_config
+from ssmgen.spec.hashing import model_hash
+from ssmgen.spec.protocol import Cmd, Nack
+from ssmgen.sw_driver import (
+    Accelerator,
+    CRCError,
+    DeviceModelTransport,
+    Fault,
+    FrameTimeout,
+    IdentifyMismatch,
+    NackError,
+    ProtocolError,
+    ReferenceDevice,
+    SerialTransport,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONFIGS = ["s4d_small", "s5_small", "s5_aggressive"]
@@ -42,7 +52,7 @@ def random_inputs(model, shape, seed):
 # --- CRC --------------------------------------------------------------------------------------
 
 def crc16_bitwise(data: bytes) -> int:
-    """The bitwise definition given in PROTOCOL.md (what the RTL implements)."""
+    """The bitwise definition given in docs/protocol.md (what the RTL implements)."""
     crc = 0xFFFF
     for byte in data:
         crc ^= byte << 8
@@ -301,8 +311,7 @@ def test_float_run_matches_run_quantized(models, tmp_path):
     acc = Accelerator.open(DeviceModelTransport(m, max_batch=9), expect_hash=m)
     assert np.array_equal(acc.run(u), run_quantized(m, u)), "seed 4"
     # with only the manifest (what a deployed host has), the same numbers
-    from ssmgen.hw.generate import generate
-    manifest = generate(m, tmp_path).manifest
+    manifest = Design.from_quantized(m).generate(tmp_path).manifest
     for expect in (manifest, tmp_path / "manifest.json", str(tmp_path)):
         acc = Accelerator.open(DeviceModelTransport(m, max_batch=9), expect_hash=expect)
         assert np.array_equal(acc.run(u), run_quantized(m, u)), f"expect={type(expect).__name__}"

@@ -13,8 +13,8 @@ import tomli_w
 from synth_configs import BASELINE_RUNS, SYNTH_CONFIGS
 
 from ssmgen.cli import main
-from ssmgen.config import parse_config
-from ssmgen.golden.quantized import load_model
+from ssmgen.design import Design
+from ssmgen.spec.config import parse_config
 from ssmgen.synth.flow import synthesize
 
 BASELINES = json.loads((Path(__file__).parent / "baselines" / "synth.json").read_text())
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.synth
 
 @pytest.mark.parametrize("name,target", BASELINE_RUNS, ids=[f"{n}-{t}" for n, t in BASELINE_RUNS])
 def test_synthesis_matches_baseline(name, target, tmp_path):
-    report = synthesize(load_model(parse_config(SYNTH_CONFIGS[name])), target, tmp_path,
+    report = synthesize(Design.from_config(parse_config(SYNTH_CONFIGS[name])), target, tmp_path,
                         progress=lambda msg: None)
     base = BASELINES[f"{name}/{target}"]
     assert json.loads((tmp_path / "report.json").read_text()) == report
@@ -55,13 +55,13 @@ def test_over_capacity_names_what_overflowed(tmp_path, capsys):
 def test_ice40_ground_clock_fmax_is_flagged_invalid():
     """nextpnr's iCE40 Fmax with unregistered SB_MAC16s is an artefact (the DSP is timed on a
     ground clock and the paths through it are dropped): the report flags it, not a speed."""
-    from ssmgen.synth.flow import _parse_nextpnr
+    from ssmgen.synth.flow import parse_nextpnr
     report = {"fmax": {"clk$SB_IO_IN_$glb_clk": {"achieved": 54.4, "constraint": 12},
                        "$PACKER_GND_NET_$glb_clk": {"achieved": 82.7, "constraint": 12}},
               "utilization": {}}
-    parsed = _parse_nextpnr(report)
+    parsed = parse_nextpnr(report)
     assert parsed["fmax_valid"] is False and "ground clock" in parsed["fmax_note"]
-    real = _parse_nextpnr({"fmax": {"clk": {"achieved": 54.4, "constraint": 12}}})
+    real = parse_nextpnr({"fmax": {"clk": {"achieved": 54.4, "constraint": 12}}})
     assert real["fmax_valid"] is True and real["fmax_mhz"] == 54.4
 
 
@@ -79,7 +79,7 @@ def test_whole_network_synthesizes_and_places(tmp_path):
     qnet = build_network(dict(kind="s4d", H=2, modes=1, layers=1, inputs=1, classes=3, steps=4),
                          SEED)
     # (its constant weights map to multiplier blocks: 19 of them, more than an UP5K has)
-    report = synthesize(qnet, "ecp5-25k", tmp_path, progress=lambda msg: None)
+    report = synthesize(Design.from_quantized(qnet), "ecp5-25k", tmp_path, progress=lambda msg: None)
     assert report["kind"] == "network" and "estimate" not in report
     assert report["fits"] and report["accelerator"]["luts"] > 0
     assert report["fmax_valid"] and report["fmax_mhz"] > 0

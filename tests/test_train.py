@@ -15,19 +15,20 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [train] extra (PyTorch) is not installed")
 torch.set_num_threads(1)   # tiny tensors: extra threads only spin on a loaded 2-core machine
 
-from ssmgen.cli import main                                           # noqa: E402
-from ssmgen.config import ConfigError, load_config                    # noqa: E402
-from ssmgen.golden.fixedpoint import (FixedFormat, Overflow, Quantizer, Rounding,  # noqa: E402
-                                      quantize_float, round_float, to_float)
-from ssmgen.golden.network import (load_network, load_network_npz,   # noqa: E402
-                                   quantize_network)
-from ssmgen.train.commands import widths_from_bits                    # noqa: E402
-from ssmgen.train.fakequant import fake_quant, fake_quant_weight      # noqa: E402
-from ssmgen.train.loop import evaluate_torch, fit, golden_logits      # noqa: E402
-from ssmgen.train.model import SSMNetwork                             # noqa: E402
-from ssmgen.train.ptq import (build_config, calibrate, int_bits_for,  # noqa: E402
-                              mse_int_bits, parse, to_toml)
-from ssmgen.train.tasks import load_task                              # noqa: E402
+from ssmgen.cli import main  # noqa: E402
+from ssmgen.design import Design  # noqa: E402
+from ssmgen.golden.fixedpoint import quantize_float, round_float  # noqa: E402
+from ssmgen.golden.quantize import load_network, quantize_network  # noqa: E402
+from ssmgen.spec.config import load_config  # noqa: E402
+from ssmgen.spec.errors import ConfigError  # noqa: E402
+from ssmgen.spec.formats import FixedFormat, Overflow, Quantizer, Rounding, to_float  # noqa: E402
+from ssmgen.spec.weights import load_network_npz  # noqa: E402
+from ssmgen.train.commands import widths_from_bits  # noqa: E402
+from ssmgen.train.fakequant import fake_quant, fake_quant_weight  # noqa: E402
+from ssmgen.train.loop import evaluate_torch, fit, golden_logits  # noqa: E402
+from ssmgen.train.model import SSMNetwork  # noqa: E402
+from ssmgen.train.ptq import build_config, calibrate, int_bits_for, mse_int_bits, parse, to_toml  # noqa: E402
+from ssmgen.train.tasks import load_task  # noqa: E402
 
 SEED = 0x7A1
 
@@ -249,10 +250,8 @@ def test_export_round_trips_through_load_config(model_dir):
     again = quantize_network(config, qnet.dequantized())
     for key, value in again.integer_arrays().items():
         np.testing.assert_array_equal(stored[key], value, err_msg=key)
-    # the PTQ config is consumable too, and the single-layer path sees layer 0
+    # the PTQ config is consumable too
     assert load_network(load_config(model_dir / "ptq_config.toml")).network.layers == 1
-    from ssmgen.golden.quantized import load_model
-    np.testing.assert_array_equal(load_model(config).abar_re, qnet.layers[0].abar_re)
     assert load_network_npz(config.weights.path, config).layers[0].states == 8
 
 
@@ -304,14 +303,28 @@ def test_generate_on_a_model_dir_writes_the_whole_network(model_dir, tmp_path, c
     assert "latency" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["run", "--input", "u.npy", "-o", "y.npy"],
-                                  ["build", "--board", "icebreaker", "-o", "out"],
-                                  ["demo", "-o", "out"]])
-def test_single_layer_commands_refuse_a_network_config(model_dir, argv, capsys):
-    """No silent reduction of a whole network to its first layer."""
-    assert main([argv[0], str(model_dir / "config.toml"), *argv[1:]]) == 2
-    err = capsys.readouterr().err
-    assert f"[network] describes a whole network; `ssmgen {argv[0]}` takes a single-layer" in err
+def test_build_refuses_a_network_config(model_dir, capsys):
+    """No silent reduction of a whole network to its first layer: the board link streams a
+    single layer's timesteps, so `build` says so."""
+    argv = ["build", str(model_dir / "config.toml"), "--board", "icebreaker", "-o", "out"]
+    assert main(argv) == 2
+    assert "a whole network cannot be built for a board yet" in capsys.readouterr().err
+
+
+def test_run_takes_a_network_config(model_dir, tmp_path):
+    """`run` on a trained model: logits (batch, classes) in real units, golden == the
+    network's own golden model."""
+    design = Design.load(model_dir / "config.toml")
+    u = np.random.default_rng(3).normal(0, 1, (3, 64, 1))
+    np.save(tmp_path / "u.npy", u)
+    argv = ["run", str(model_dir / "config.toml"), "-i", str(tmp_path / "u.npy"), "-o",
+            str(tmp_path / "y.npy")]
+    assert main(argv) == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (3, 10)
+    np.testing.assert_array_equal(y, design.dequantize_output(design.reference(design.quantize_input(u))))
+    np.save(tmp_path / "u.npy", u[:, :10])
+    assert main(argv) == 2          # a network needs network.steps timesteps
 
 
 def test_eval_on_a_mismatched_task_names_the_field(model_dir, capsys):

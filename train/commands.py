@@ -15,25 +15,26 @@ golden integer network) -> QAT (fake quantization through golden/, STE) -> MODEL
 
 ``eval``: accuracy of a MODEL_DIR (or config) on a task's test split with the float reference or
 the golden integer network, or the generated Verilog of the whole network (``--engine rtl``,
-sim/native_bench.py), which must give exactly the golden model's predictions.
+sim/native/bench.py), which must give exactly the golden model's predictions.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, load_config
+from ..design import Design
+from ..golden.network import predict, run_float_network
+from ..golden.quantize import load_network
+from ..spec.config import MAX_POLAR_BITS, MIN_THETA_BITS, load_config
+from ..spec.errors import ConfigError
+from ..spec.weights import load_network_npz, save_network_npz
+from ..util.progress import say
 
 __all__ = ["train_model", "widths_from_bits", "cmd_train", "cmd_eval", "evaluate_model_dir"]
-
-
-def _log(message: str) -> None:
-    print(f"[ssmgen] {message}", file=sys.stderr, flush=True)
 
 
 def widths_from_bits(*, weights: int, state: int, activations: int, abar: int | None = None,
@@ -67,7 +68,6 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     augment = task.augment if augment else None
     import torch
 
-    from ..golden.network import save_network_npz
     from .loop import (evaluate_golden, evaluate_torch, fit, load_checkpoint, save_checkpoint)
     from .model import SSMNetwork
     from .ptq import build_config, calibrate, parse, to_toml
@@ -82,12 +82,12 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     if init is not None:
         model = load_checkpoint(init)
         model.dropout.p = model.meta["dropout"] = dropout     # --dropout applies to QAT here
-        _log(f"float model from {init} (no float training)")
+        say(f"float model from {init} (no float training)")
         metrics["float_epochs"] = 0
     else:
         model = SSMNetwork(kind=kind, inputs=task.inputs, channels=channels, modes=modes,
                            layers=layers, classes=task.classes, dropout=dropout, seed=seed)
-        _log(f"float training: {kind}, H={channels}, modes={modes}, L={layers}, "
+        say(f"float training: {kind}, H={channels}, modes={modes}, L={layers}, "
              f"{epochs} epochs on {len(task.x_train)} samples")
         fit(model, task.x_train, task.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
             seed=seed, progress=progress, desc="float", checkpoint=out_dir / "checkpoints/float.pt",
@@ -102,7 +102,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                                                    "layers", "classes", "activation")}
     metrics["float_seconds"] = round(time.perf_counter() - t0, 1)
     metrics["float_acc"], _ = evaluate_torch(model, task.x_test, task.y_test)
-    _log(f"float test accuracy {metrics['float_acc']:.4f} ({metrics['float_seconds']} s)")
+    say(f"float test accuracy {metrics['float_acc']:.4f} ({metrics['float_seconds']} s)")
 
     # PTQ: calibrate on (part of) the training split, quantize with the golden model
     if equalize:
@@ -119,7 +119,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics["abar_form"] = abar_form or {"form": "cartesian"}
     ptq_config = parse(ptq_data, out_dir)
     metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
-    _log(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
+    say(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
     save_network_npz(out_dir / "ptq_weights.npz", float_weights)
     (out_dir / "ptq_config.toml").write_text(to_toml(ptq_data, header=_header("PTQ", widths)))
 
@@ -128,7 +128,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     data = dict(ptq_data, name=name, weights={"source": "file", "file": "weights.npz"})
     config = parse(data, out_dir)
     if qat_epochs > 0:
-        _log(f"QAT: {qat_epochs} epochs")
+        say(f"QAT: {qat_epochs} epochs")
         fit(model, task.x_train, task.y_train, epochs=qat_epochs, lr=qat_lr, batch_size=batch_size,
             seed=seed + 1, config=config, progress=progress, desc="qat",
             checkpoint=out_dir / "checkpoints/qat.pt", augment=augment)
@@ -136,13 +136,12 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics["qat_seconds"] = round(time.perf_counter() - t1, 1)
     qat_weights = model.network_weights()
     metrics["qat_acc"], _ = evaluate_golden(config, qat_weights, task.x_test, task.y_test)
-    _log(f"QAT test accuracy {metrics['qat_acc']:.4f} (golden integer network, "
+    say(f"QAT test accuracy {metrics['qat_acc']:.4f} (golden integer network, "
          f"{metrics['qat_seconds']} s)")
 
     save_network_npz(out_dir / "weights.npz", qat_weights)
     (out_dir / "config.toml").write_text(to_toml(data, header=_header("QAT", widths)))
     exported = load_config(out_dir / "config.toml")
-    from ..golden.network import load_network
     qnet = load_network(exported)
     np.savez(out_dir / "integer_weights.npz", **qnet.integer_arrays())
     metrics["widths"] = widths
@@ -213,7 +212,6 @@ def _abar_form(args) -> tuple[dict | None, int | None]:
             if getattr(args, flag) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')}: applies to --abar-form polar only")
         return None, args.abar_bits
-    from ..golden.abar_polar import MAX_POLAR_BITS, MIN_THETA_BITS
     rho = 4 if args.rho_bits is None else args.rho_bits
     theta = 6 if args.theta_bits is None else args.theta_bits
     if not 1 <= rho <= MAX_POLAR_BITS:
@@ -228,7 +226,6 @@ def _abar_form(args) -> tuple[dict | None, int | None]:
 def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
                        progress: bool = True) -> dict:
     """Accuracy of a MODEL_DIR (or its config.toml) on a task's test split."""
-    from ..golden.network import (load_network, load_network_npz, predict, run_float_network)
     from .tasks import load_task
     path = Path(path)
     config = load_config(path / "config.toml" if path.is_dir() else path)
@@ -253,10 +250,8 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
         # every output is checked against the golden model (a difference raises).
         from tqdm import tqdm
 
-        from ..golden.network import quantize_network_input
-        from ..sim.network_sim import run_network_rtl
-        qnet = load_network(config)
-        _log("rtl: generating the network's Verilog and building the simulator (minutes; "
+        design = Design.from_quantized(load_network(config))
+        say("rtl: generating the network's Verilog and building the simulator (minutes; "
              "cached for this network after the first run) ...")
         bar = None
 
@@ -266,8 +261,8 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
                 bar = tqdm(total=total, desc="rtl sequences", unit="seq", disable=not progress)
             bar.update(done - bar.n)
         try:
-            logits, _ = run_network_rtl(qnet, quantize_network_input(qnet, task.x_test),
-                                        check=True, progress=advance)
+            logits = design.run_rtl(design.quantize_input(task.x_test), check=True,
+                                    progress=advance)
         finally:
             if bar is not None:
                 bar.close()

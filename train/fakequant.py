@@ -6,10 +6,10 @@ overflow rules), the backward pass is a straight-through estimator.
   (``to_float``). Gradient: identity where the value did not overflow, zero where it saturated or
   wrapped (clipped STE).
 * :func:`fake_quant_layer` - all weights of one SSM layer through
-  ``golden.quantized.quantize_model``: the same integers, the same Abar stability correction and
+  ``golden.quantize.quantize_model``: the same integers, the same Abar stability correction and
   the same per-mode state formats (explicit or ``"auto"``) as the golden model. Gradient: identity.
 * :func:`fake_quant_weight` - a linear layer's weight or bias through
-  ``golden.quantized.quantize_weight``. Gradient: identity.
+  ``golden.quantize.quantize_weight``. Gradient: identity.
 
 Values travel as float64: a fixed-point value is an integer times a power of two, exact in float64
 for integers up to 53 bits, so these round trips are lossless.
@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..golden.fixedpoint import Quantizer, apply_overflow, round_float, to_float
-from ..golden.quantized import quantize_model, quantize_weight
-from ..golden.weights import SSMWeights
+from ..golden.fixedpoint import apply_overflow, round_float
+from ..golden.quantize import quantize_model, quantize_weight
+from ..spec.formats import Quantizer, to_float
+from ..spec.weights import SSMWeights
 
 __all__ = ["fake_quant", "fake_quant_weight", "fake_quant_layer"]
 
@@ -83,7 +84,7 @@ class _Replace(torch.autograd.Function):
 
 def fake_quant_layer(abar, bbar, c, d, config, kind: str):
     """Complex abar, bbar, c and real d (flat layout, see golden/weights.py) of one layer, through
-    ``golden.quantized.quantize_model(config, ...)`` -> (abar_re, abar_im, bbar_re, bbar_im, c_re,
+    ``golden.quantize.quantize_model(config, ...)`` -> (abar_re, abar_im, bbar_re, bbar_im, c_re,
     c_im, d, qlayer): the golden model's weights as exact float64 tensors, and the QuantizedSSM
     itself (its per-mode ``state_frac`` and accumulator plans)."""
     weights = SSMWeights(kind, abar=_numpy(abar.real) + 1j * _numpy(abar.imag),

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..golden.network import (predict, quantize_network, quantize_network_input,
-                              run_integer_network)
+from ..golden.network import predict, quantize_network_input, run_integer_network
+from ..golden.quantize import quantize_network
 from .model import SSMNetwork
 
 __all__ = ["fit", "evaluate_torch", "evaluate_golden", "golden_logits", "save_checkpoint",

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..golden.network import NetworkWeights, layer_config, pool_constants
-from ..golden.weights import SSMWeights
+from ..golden.network import pool_constants
+from ..spec.weights import NetworkWeights, SSMWeights
 from .fakequant import fake_quant, fake_quant_layer, fake_quant_weight
 
 __all__ = ["SSMLayer", "SSMNetwork"]
@@ -217,7 +217,7 @@ class SSMNetwork(nn.Module):
         u = fake_quant(u, net.input)
         a = fake_quant(linear(u, self.encoder, net.encoder, net.encoder_bias, "encoder"), q.input)
         for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
-            y = layer.forward_quant(a, layer_config(config, l))
+            y = layer.forward_quant(a, config.layer(l))
             r = self.dropout(self._act(y))
             a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix") + a, q.input)
         mult, shift = pool_constants(net.steps)

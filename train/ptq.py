@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ConfigError, parse_config
-from ..golden.fixedpoint import (MAX_FORMAT_WIDTH, FixedFormat, Overflow, Quantizer, Rounding,
-                                 quantize_float, to_float)
-from ..golden.network import NetworkWeights
+from ..golden.fixedpoint import quantize_float
+from ..spec.config import parse_config
+from ..spec.errors import ConfigError
+from ..spec.formats import MAX_FORMAT_WIDTH, FixedFormat, Overflow, Quantizer, Rounding, to_float
+from ..spec.weights import NetworkWeights
 
 __all__ = ["Calibration", "calibrate", "int_bits_for", "mse_int_bits", "build_config",
            "WIDTH_KEYS", "FORMAT_CHOICES", "uniform_widths", "to_toml"]

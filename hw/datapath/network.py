@@ -1,0 +1,420 @@
+# amaranth: UnusedElaboratable=no
+"""The whole quantized network on chip: encoder, L SSM layers (each followed by the activation,
+the mixing layer and the residual), mean pooling, decoder and arg-max.
+
+Computes exactly what ``golden/network.py`` specifies (read its module docstring), one timestep
+per input beat and one output beat per sequence::
+
+    u beat ─> encoder ─┬─> SSMLayer 0 ─> act ─> mixing + bias ─(+)─> ... layer L-1 ... ─> pool
+                       └─> residual FIFO 0 ─────────────────────┘
+    pool: s = sum over the sequence (exact) ─> Q_pool(s * M) ─> decoder ─> logits, arg-max
+
+Arithmetic. Every linear layer (encoder, mixing, decoder) is exact and full precision: each
+product and the bias (and the residual) are aligned exactly to the accumulator's fraction bits
+(``QuantizedNetwork.*_acc``) and summed in ``plan.sum_bits`` bits, then
+:func:`ssmgen.hw.fixed.requantize` moves the sum into the residual-stream format
+(``quant.input``) exactly where the golden model does. ReLU is ``max(y, 0)`` on the SSM output
+(``quant.output``). The pooling sum is exact; the mean is ``Q_pool(s * M)`` with the golden's
+constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is full precision
+(the logits) or requantized into ``network.quant.logits``. Arg-max ties go to the lowest class.
+
+Folding. One timestep enters every G cycles (G = the SSM layers' ``cycles_per_timestep``), so
+each linear layer may take up to G cycles per vector. The mixing layers (and the encoder when
+H_in > 1) are :class:`~ssmgen.hw.folded_linear.FoldedLinear` units given G cycles: each of the
+H outputs has ``K = ceil(H / G)`` multiply-accumulators fed one chunk of the input per cycle
+(weights from a small ROM per output and lane), i.e. ``K * H`` multipliers instead of ``H * H``
+(the default sDigits model, H = G = 32: 32 instead of 1024 per layer), one vector every
+``F = ceil(H / K) <= G`` cycles, so the throughput stays one timestep per G cycles. The encoder
+takes its input beats exactly every G cycles, as layer 0 does, so beats never queue inside it.
+The decoder runs once per sequence and gets ``network.steps * G`` cycles (at most H are used):
+``classes * ceil(H / (steps * G))`` multipliers. With G = 1 the units are fully parallel
+(constant weights, one vector per cycle), only pipelined. A one-input encoder (H_in = 1) is H
+constant products whatever G is, so it stays a combinational multiply-add in front of layer 0.
+Constant products (a one-input encoder's weights, each layer's D) are shifts and adds
+(``hw/const_product.py``), not multipliers: Yosys would give each a DSP block.
+Each unit's latency is F + 4 cycles (input latch, F chunks, operand registers, products,
+accumulator, output register; F + 3 when F = 1, without operand registers).
+
+Sequences. ``start`` marks a sequence's first beat (the SSM states restart from zero, the pooling
+sum restarts) and ``last`` its final beat (the pooled features are taken and one output beat
+follows). A one-beat sequence sets both. The mean divides by ``network.steps`` (the golden's
+constant), so every sequence must have exactly ``network.steps`` beats for the golden result;
+the pooling accumulator is sized for that many.
+
+(The first line silences Amaranth's warning about unused components for the units built in
+``__init__``: they are elaborated with the accelerator, or not at all when only its figures are
+read, e.g. by ``ssmgen.design.Design``.)
+
+Flow control. Valid/ready everywhere; back-pressure on ``y`` propagates to ``u`` through the
+layers (each layer's pipeline holds when its output is not taken). The register slices'
+ready comes from a register, so no combinational path runs from ``y.ready`` back into the
+layers, nor from one layer's ready to the previous layer's.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.quantized import QuantizedNetwork
+from .const_product import const_product
+from .fixed import requantize
+from .folded_linear import FoldedLinear
+from .register_slice import RegisterSlice
+from .signals import wire
+from .ssm_layer import SSMLayer
+
+#: Arg-max tournament levels (a compare and a select each) between register slices.
+ARGMAX_LEVELS_PER_SLICE = 2
+
+__all__ = ["NetworkAccelerator", "input_layout", "output_layout", "logits_width",
+           "prediction_width", "pool_sum_width"]
+
+
+def logits_width(net: QuantizedNetwork) -> int:
+    """Bits of one logit: the exact decoder sum's derived width, or ``network.quant.logits``'s."""
+    q = net.network.logits
+    return net.decoder_acc.sum_bits if q is None else q.format.width
+
+
+def prediction_width(net: QuantizedNetwork) -> int:
+    return max(1, (net.network.classes - 1).bit_length())
+
+
+def pool_sum_width(net: QuantizedNetwork) -> int:
+    """Signed bits of the exact time sum of ``network.steps`` residual-stream samples."""
+    ws = net.config.quant.input.format.width
+    return (net.network.steps * (1 << (ws - 1))).bit_length() + 1
+
+
+def input_layout(net: QuantizedNetwork) -> data.StructLayout:
+    """One input beat: the H_in samples of a timestep (``network.quant.input``), ``start`` (first
+    beat of a sequence) and ``last`` (final beat of a sequence)."""
+    width = net.network.input.format.width
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), net.network.inputs),
+                              "start": 1, "last": 1})
+
+
+def output_layout(net: QuantizedNetwork) -> data.StructLayout:
+    """One output beat per sequence: the logits (golden format, ``logits_frac`` fraction bits)
+    and their arg-max."""
+    return data.StructLayout({
+        "logits": data.ArrayLayout(signed(logits_width(net)), net.network.classes),
+        "prediction": unsigned(prediction_width(net))})
+
+
+class NetworkAccelerator(wiring.Component):
+    """The whole network with stream interfaces.
+
+    Ports
+    -----
+    u : In(stream.Signature(input_layout(net)))
+        ``u.payload.data[i]``: signed(W_net_input), i < H_in (``network.quant.input``);
+        ``u.payload.start``: 1 bit, first beat of a sequence;
+        ``u.payload.last``: 1 bit, final beat of a sequence.
+    y : Out(stream.Signature(output_layout(net)))
+        ``y.payload.logits[c]``: signed(logits_width(net)), c < classes, with
+        ``net.logits_frac`` fraction bits (the decoder's exact sum: its derived width; or
+        ``network.quant.logits``'s width);
+        ``y.payload.prediction``: unsigned(max(1, ceil(log2 classes))), the arg-max (ties ->
+        lowest index).
+
+    Properties
+    ----------
+    layers : list of SSMLayer      one per network layer, each with its own weights
+    cycles_per_timestep : int      G of the layers: one input beat every G cycles at full rate
+    encoder : FoldedLinear or None the folded encoder (None: H_in = 1, combinational)
+    mixers : list of FoldedLinear  the mixing unit of each layer (G cycles per vector)
+    decoder : FoldedLinear         the decoder (network.steps * G cycles per vector)
+    latency : int                  cycles from accepting a sequence's last beat to its output
+                                   beat's valid, without back-pressure = the folded encoder's
+                                   latency (0 when H_in = 1) + per layer (the layer's latency
+                                   + the mixing unit's latency + one register slice)
+                                   + 3 (pool, logits slice, output registers) + the decoder's
+                                   latency + the register slices of the arg-max tournament;
+                                   a folded unit's latency is F + 4 (F + 3 when F = 1)
+    fifo_depths : list of int      residual FIFO depth of each layer
+    """
+
+    #: One output beat per sequence (the manifest's ``stream.output_beat``).
+    output_beat = "sequence"
+
+    def __init__(self, net: QuantizedNetwork):
+        if getattr(net, "design_kind", None) != "network":
+            raise TypeError(f"Network must be a QuantizedNetwork (golden.quantize.quantize_network),"
+                            f" not {net!r:.80}")
+        cfg = net.network
+        if len(net.layers) != cfg.layers:
+            raise ValueError(f"network.layers is {cfg.layers}, but the quantized network holds "
+                             f"{len(net.layers)} layer(s)")
+        H = net.config.model.channels
+        for name, arr, shape in (("encoder.weight", net.encoder_w, (H, cfg.inputs)),
+                                 ("encoder.bias", net.encoder_b, (H,)),
+                                 ("decoder.weight", net.decoder_w, (cfg.classes, H)),
+                                 ("decoder.bias", net.decoder_b, (cfg.classes,)),
+                                 *((f"layers.{l}.mix.weight", w, (H, H)) for l, w in enumerate(net.mix_w)),
+                                 *((f"layers.{l}.mix.bias", b, (H,)) for l, b in enumerate(net.mix_b))):
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, not {tuple(arr.shape)}")
+        for l, layer in enumerate(net.layers):
+            if layer.channels != H:
+                raise ValueError(f"layers.{l}: must have {H} channels (model.channels), not "
+                                 f"{layer.channels}")
+        if cfg.activation not in ("relu", "identity"):
+            raise ValueError(f"network.activation must be 'relu' or 'identity', not "
+                             f"{cfg.activation!r}")
+        self.net = net
+        self.channels = H
+        # D u in logic: DSP blocks are what a whole network runs out of first
+        self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
+        groups = {layer.cycles_per_timestep for layer in self.layers}
+        self._cycles = max(groups)
+        self.fifo_depths = [layer.latency // layer.cycles_per_timestep + 2 for layer in self.layers]
+        q, fy = net.config.quant, net.config.quant.output.format
+        plan = lambda acc: dict(frac=acc.frac, sum_bits=acc.sum_bits)   # noqa: E731
+        self.encoder = None
+        if cfg.inputs > 1:
+            self.encoder = FoldedLinear(
+                net.encoder_w, net.encoder_b, in_width=cfg.input.format.width,
+                in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
+                b_frac=cfg.encoder_bias.format.frac, **plan(net.encoder_acc), cycles=self._cycles,
+                interval=self._cycles, quantizer=q.input, side_width=2)
+        self.mixers = [FoldedLinear(
+            net.mix_w[l], net.mix_b[l], in_width=fy.width, in_frac=fy.frac,
+            w_frac=cfg.mix.format.frac, b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
+            cycles=self._cycles, residual=(q.input.format.width, q.input.format.frac),
+            quantizer=q.input, side_width=2) for l in range(cfg.layers)]
+        self.decoder = FoldedLinear(
+            net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
+            in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
+            b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
+            cycles=cfg.steps * self._cycles, quantizer=cfg.logits)
+        super().__init__({"u": In(stream.Signature(input_layout(net))),
+                          "y": Out(stream.Signature(output_layout(net)))})
+
+    @property
+    def cycles_per_timestep(self) -> int:
+        return self._cycles
+
+    @property
+    def latency(self) -> int:
+        encoder = 0 if self.encoder is None else self.encoder.latency
+        return (encoder + sum(layer.latency + mix.latency + 1
+                              for layer, mix in zip(self.layers, self.mixers))
+                + 3 + self.decoder.latency + self._argmax_slices)
+
+    @property
+    def lanes(self) -> int:
+        return self.layers[0].lanes
+
+    @property
+    def loop_stages(self) -> int:
+        return self.layers[0].loop_stages
+
+    def hardware_summary(self) -> dict:
+        """The manifest's ``hardware`` section: parallelism, folding and timing."""
+        return {"lanes": self.lanes,
+                "complex_multipliers": self.net.config.hardware.complex_multipliers,
+                "cycles_per_timestep": self.cycles_per_timestep,
+                "loop_stages": self.loop_stages,
+                "layer_latency_cycles": [layer.latency for layer in self.layers],
+                "residual_fifo_depths": self.fifo_depths,
+                # folded linear layers: cycles per vector and multipliers (the one-input encoder
+                # is combinational: fold 0, constant products)
+                "linear_fold_cycles": {
+                    "encoder": 0 if self.encoder is None else self.encoder.fold,
+                    "mix": self.mixers[0].fold if self.mixers else 0,
+                    "decoder": self.decoder.fold},
+                "linear_multipliers": self.linear_multipliers,
+                "latency_cycles": self.latency}
+
+    @property
+    def linear_multipliers(self) -> dict:
+        """Multipliers of the linear layers (zero-weight ones pruned): {"encoder", "mix" (per
+        layer), "decoder"}; the one-input encoder's are constant products."""
+        encoder = (int((self.net.encoder_w != 0).sum()) if self.encoder is None
+                   else self.encoder.multipliers)
+        return {"encoder": encoder, "mix": [mix.multipliers for mix in self.mixers],
+                "decoder": self.decoder.multipliers}
+
+    @property
+    def _argmax_slices(self) -> int:
+        """Register slices inside the arg-max tournament (see elaborate)."""
+        levels = (self.net.network.classes - 1).bit_length()
+        return (levels - 1) // ARGMAX_LEVELS_PER_SLICE
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _linear(self, m, name, inputs, in_frac, weights, w_frac, bias, b_frac, plan):
+        """Full-precision ``sum_j w[o,j] x[j] + b[o]`` at ``plan.frac`` fraction
+        bits, as golden ``_linear``: constant products, exact alignment shifts, combinational
+        (the one-input encoder). Returns one signed(plan.sum_bits) signal per output (the plan
+        proves the exact sum fits)."""
+        outs = []
+        for o in range(weights.shape[0]):
+            terms = []
+            for j, x in enumerate(inputs):
+                w = int(weights[o, j])
+                if w:
+                    terms.append(const_product(x, w) << (plan.frac - w_frac - in_frac))
+            b = int(bias[o])
+            if b:
+                terms.append(Const(b << (plan.frac - b_frac)))
+            total = sum(terms[1:], terms[0]) if terms else Const(0, signed(1))
+            outs.append(wire(m, total, f"{name}{o}_acc", signed(plan.sum_bits)))
+        return outs
+
+    # --- datapath ------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        net, cfg, q = self.net, self.net.network, self.net.config.quant
+        H = self.channels
+        fu, fs = cfg.input.format.frac, q.input.format.frac
+        ws = q.input.format.width
+
+        if self.encoder is None:
+            # One input: H constant products, combinational in front of layer 0's issue
+            # register and residual FIFO.
+            enc = self._linear(m, "enc", [self.u.payload.data[i] for i in range(cfg.inputs)], fu,
+                               net.encoder_w, cfg.encoder.format.frac, net.encoder_b,
+                               cfg.encoder_bias.format.frac, net.encoder_acc)
+            stream_data = [wire(m, requantize(v, net.encoder_acc.frac, q.input), f"a0_{h}")
+                           for h, v in enumerate(enc)]
+            # The current stream: valid, samples (signed(Ws), frac Fs), flags, and the ready
+            # that the next consumer drives.
+            src_valid, src_start, src_last = self.u.valid, self.u.payload.start, self.u.payload.last
+            src_ready = self.u.ready
+        else:
+            # Several inputs: the folded encoder (its output register feeds layer 0).
+            enc = m.submodules.encoder = self.encoder
+            m.d.comb += [enc.i.valid.eq(self.u.valid), self.u.ready.eq(enc.i.ready),
+                         enc.i.payload.x.eq(self.u.payload.data),
+                         enc.i.payload.side.eq(Cat(self.u.payload.start, self.u.payload.last))]
+            stream_data = [wire(m, enc.o.payload.y[h], f"a0_{h}") for h in range(H)]
+            src_valid, src_ready = enc.o.valid, enc.o.ready
+            src_start = wire(m, enc.o.payload.side[0], "a0_start")
+            src_last = wire(m, enc.o.payload.side[1], "a0_last")
+
+        for l, (layer, depth) in enumerate(zip(self.layers, self.fifo_depths)):
+            m.submodules[f"layer{l}"] = layer
+            res = m.submodules[f"residual{l}"] = fifo.SyncFIFO(width=H * ws + 2, depth=depth)
+            # Fork: a beat enters the layer and the residual FIFO together.
+            m.d.comb += [
+                layer.u.valid.eq(src_valid & res.w_rdy),
+                res.w_en.eq(src_valid & layer.u.ready),
+                src_ready.eq(layer.u.ready & res.w_rdy),
+                layer.u.payload.start.eq(src_start),
+            ]
+            packed = Signal(H * ws + 2, name=f"residual{l}_w_data")
+            m.d.comb += res.w_data.eq(packed)
+            for h in range(H):
+                m.d.comb += [layer.u.payload.data[h].eq(stream_data[h]),
+                             packed[h * ws:(h + 1) * ws].eq(stream_data[h])]
+            m.d.comb += [packed[H * ws].eq(src_start), packed[H * ws + 1].eq(src_last)]
+
+            # Join: the layer's output with its residual into the folded mixing unit (it
+            # latches both); activation, mixing, bias, residual, requantization.
+            mix = m.submodules[f"mix{l}"] = self.mixers[l]
+            m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
+                         layer.y.ready.eq(mix.i.ready & res.r_rdy),
+                         res.r_en.eq(mix.i.ready & layer.y.valid),
+                         mix.i.payload.side.eq(res.r_data[H * ws:H * ws + 2])]
+            for h in range(H):
+                y = layer.y.payload.data[h]
+                act = wire(m, Mux(y < 0, 0, y) if cfg.activation == "relu" else y,
+                                 f"act{l}_{h}", y.shape())
+                m.d.comb += [mix.i.payload.x[h].eq(act),
+                             mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
+            # A register slice after the mixing unit: its ready depends on its output's ready,
+            # so without the slice the ready chain would run through every layer.
+            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2)
+            m.d.comb += [cut.i.valid.eq(mix.o.valid),
+                         cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
+                                              mix.o.payload.side)),
+                         mix.o.ready.eq(cut.i.ready)]
+            stream_data = [wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(),
+                                      f"a{l + 1}_{h}") for h in range(H)]
+            src_valid = cut.o.valid
+            src_start = wire(m, cut.o.payload[H * ws], f"a{l + 1}_start")
+            src_last = wire(m, cut.o.payload[H * ws + 1], f"a{l + 1}_last")
+            src_ready = cut.o.ready
+
+        # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
+        sum_width = pool_sum_width(net)
+        wp = cfg.pool.format.width
+        sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
+        totals = [wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
+                             signed(sum_width)) for h in range(H)]
+        pooled = [Signal(signed(wp), name=f"pooled{h}") for h in range(H)]
+        pooled_valid = Signal()
+        pooled_take = Signal()
+        m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
+        take = src_valid & src_ready
+        with m.If(pooled_take):
+            m.d.sync += pooled_valid.eq(0)
+        with m.If(take):
+            m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+            with m.If(src_last):
+                m.d.sync += pooled_valid.eq(1)
+                for h in range(H):
+                    mean = requantize(totals[h] * Const(net.pool_mult), fs + net.pool_shift, cfg.pool)
+                    m.d.sync += pooled[h].eq(mean)
+
+        # The folded decoder (it latches the pooled features), then a register slice before
+        # the arg-max.
+        dec = m.submodules.decoder = self.decoder
+        wz = logits_width(net)
+        m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
+        m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
+        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz)
+        m.d.comb += [cut.i.valid.eq(dec.o.valid), dec.o.ready.eq(cut.i.ready),
+                     cut.i.payload.eq(Cat(*(dec.o.payload.y[c] for c in range(cfg.classes))))]
+        # Arg-max: a tournament, level by level, with a register slice after every
+        # ARGMAX_LEVELS_PER_SLICE levels; the logits travel beside it to the output register.
+        wp = prediction_width(net)
+        logits = cut.o.payload[:cfg.classes * wz]
+        candidates = [(Const(c, wp), logits[c * wz:(c + 1) * wz].as_signed())
+                      for c in range(cfg.classes)]
+        valid, ready = cut.o.valid, cut.o.ready     # the stream so far; `ready` is ours to drive
+        level = 0
+        while len(candidates) > 1:
+            candidates = self._argmax_level(m, candidates, level)
+            level += 1
+            if len(candidates) > 1 and level % ARGMAX_LEVELS_PER_SLICE == 0:
+                stage = m.submodules[f"argmax_slice{level}"] = RegisterSlice(
+                    cfg.classes * wz + len(candidates) * (wp + wz))
+                m.d.comb += [stage.i.valid.eq(valid), ready.eq(stage.i.ready),
+                             stage.i.payload.eq(Cat(logits, *(Cat(i, v) for i, v in candidates)))]
+                valid, ready = stage.o.valid, stage.o.ready
+                logits = stage.o.payload[:cfg.classes * wz]
+                base = cfg.classes * wz
+                candidates = [(stage.o.payload[base + k * (wp + wz):][:wp],
+                               stage.o.payload[base + k * (wp + wz) + wp:][:wz].as_signed())
+                              for k in range(len(candidates))]
+        best_index = candidates[0][0]
+        # y.ready reaches only the last stage's output enable (see "Flow control").
+        m.d.comb += ready.eq(~self.y.valid | self.y.ready)
+        with m.If(self.y.ready):
+            m.d.sync += self.y.valid.eq(0)
+        with m.If(valid & ready):
+            m.d.sync += self.y.valid.eq(1)
+            for c in range(cfg.classes):
+                m.d.sync += self.y.payload.logits[c].eq(logits[c * wz:(c + 1) * wz].as_signed())
+            m.d.sync += self.y.payload.prediction.eq(best_index)
+        return m
+
+    def _argmax_level(self, m, candidates, level):
+        """One tournament level over (index, value) pairs in index order: neighbours meet, the
+        right one wins only when strictly greater, so ties go to the lowest index
+        (numpy.argmax); an odd last candidate passes through."""
+        winners = []
+        for k in range(0, len(candidates) - 1, 2):
+            (li, lv), (ri, rv) = candidates[k], candidates[k + 1]
+            right = wire(m, rv > lv, f"argmax{level}_{k // 2}_right")
+            winners.append((wire(m, Mux(right, ri, li), f"argmax{level}_{k // 2}_index"),
+                            wire(m, Mux(right, rv, lv), f"argmax{level}_{k // 2}_value")))
+        if len(candidates) % 2:
+            winners.append(candidates[-1])
+        return winners

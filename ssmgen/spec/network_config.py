@@ -1,0 +1,106 @@
+"""The ``[network]`` section of a config: a whole model (encoder, L SSM layers, activation,
+position-wise mixing, residual, mean pooling, decoder, arg-max) around the single-layer config.
+
+A config without ``[network]`` is a single SSM layer. With it, ``[model]`` and
+``[quant.*]`` describe *every* SSM layer (same shape and formats), ``[quant.input]`` is the format
+of the residual stream (the input of every layer), ``[quant.output]`` the format of each layer's
+SSM output (before the activation), and ``[weights]`` names the network weights file
+(its layout: ``weights.py``).
+
+Reference::
+
+    [network]
+    inputs = 1                 # H_in: features per timestep entering the encoder
+    layers = 2                 # L SSM layers, each: SSM -> activation -> mixing -> + residual
+    steps = 64                 # T: sequence length; mean pooling divides the time sum by T
+    classes = 10               # decoder outputs; the prediction is their arg-max
+    activation = "relu"        # "relu" (exact in fixed point) or "identity"
+    # state_int_bits = [[...], [...]]   # optional: integer bits of every state of every layer
+    #                                   # (L lists of P integers; overrides quant.state.int_bits)
+
+    [network.quant.input]      # the network's input features
+    format = "fixed<8,2>"      # rounding / overflow inherit [quant.defaults] like [quant.*]
+    [network.quant.encoder]    # encoder weight (H, H_in); likewise:
+    [network.quant.encoder_bias]   # encoder bias (H,)
+    [network.quant.mix]        # mixing weight of each layer (H, H)
+    [network.quant.mix_bias]   # mixing bias (H,)
+    [network.quant.pool]       # mean-pooled features (H,)
+    [network.quant.decoder]    # decoder weight (classes, H)
+    [network.quant.decoder_bias]   # decoder bias (classes,)
+    [network.quant.logits]     # decoder output: format = "full" (default: exact, derived width)
+                               # or fixed<W,I> with rounding/overflow
+
+The arithmetic these formats take part in is written in ``golden/network.py``'s docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .fields import (accumulator_field, choice_field, expect_table, int_bits_list, int_field,
+                     quantizer_field, reject_unknown)
+from .formats import Quantizer
+
+__all__ = ["NetworkConfig", "parse_network", "NETWORK_TENSORS", "ACTIVATIONS"]
+
+#: Tensors of the network (outside the SSM layers) with a fixed-point format, all required.
+NETWORK_TENSORS = ("input", "encoder", "encoder_bias", "mix", "mix_bias", "pool",
+                   "decoder", "decoder_bias")
+ACTIVATIONS = ("relu", "identity")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    inputs: int
+    layers: int
+    steps: int
+    classes: int
+    activation: str
+    #: None: every layer uses quant.state's integer bits (or "auto"); else one tuple per layer.
+    state_int_bits: tuple[tuple[int, ...], ...] | None
+    input: Quantizer
+    encoder: Quantizer
+    encoder_bias: Quantizer
+    mix: Quantizer
+    mix_bias: Quantizer
+    pool: Quantizer
+    decoder: Quantizer
+    decoder_bias: Quantizer
+    #: None: the exact decoder sum (full precision, derived width).
+    logits: Quantizer | None
+
+
+def parse_network(table, *, states: int, state_width: int, defaults: dict) -> NetworkConfig:
+    """Validate ``[network]``. ``states``: P of every layer; ``state_width``: W of
+    ``quant.state``; ``defaults``: ``[quant.defaults]`` (inherited like by ``[quant.*]``)."""
+    where = "network"
+    expect_table(table, where)
+    reject_unknown(table, ("inputs", "layers", "steps", "classes", "activation",
+                           "state_int_bits", "quant"), where)
+    inputs = int_field(table, "inputs", where, lo=1, hi=4096)
+    layers = int_field(table, "layers", where, lo=1, hi=64)
+    steps = int_field(table, "steps", where, lo=1, hi=1 << 20)
+    classes = int_field(table, "classes", where, lo=1, hi=4096)
+    activation = choice_field(table, "activation", where, ACTIVATIONS, "relu")
+    qtable = expect_table(table.get("quant", {}), "network.quant")
+    reject_unknown(qtable, (*NETWORK_TENSORS, "logits"), "network.quant")
+    quantizers = {}
+    for name in NETWORK_TENSORS:
+        if name not in qtable:
+            raise ConfigError(f"network.quant.{name}: missing; every network tensor needs a "
+                              f"format (tensors: {', '.join(NETWORK_TENSORS)})")
+        quantizers[name] = quantizer_field(expect_table(qtable[name], f"network.quant.{name}"),
+                                           f"network.quant.{name}", defaults)
+    logits = accumulator_field(qtable.get("logits"), "network.quant.logits", defaults)
+    state_int_bits = None
+    if table.get("state_int_bits") is not None:
+        value = table["state_int_bits"]
+        if not isinstance(value, list) or len(value) != layers:
+            raise ConfigError(f"network.state_int_bits: must be a list of {layers} lists (one per "
+                              f"layer) of {states} integers, not {value!r:.80}")
+        state_int_bits = tuple(int_bits_list(bits, states, state_width,
+                                             f"network.state_int_bits[{layer}]")
+                               for layer, bits in enumerate(value))
+    return NetworkConfig(inputs, layers, steps, classes, activation, state_int_bits,
+                         logits=logits, **quantizers)

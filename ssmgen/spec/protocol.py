@@ -1,0 +1,351 @@
+"""Frames, CRC, COBS and payload layouts of the board link (specified byte for byte in docs/protocol.md).
+
+Pure functions and small dataclasses, shared by the host driver and the reference device, so that
+both sides encode every byte the same way.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from cobs import cobs as _cobs
+
+__all__ = [
+    "PROTOCOL_VERSION", "MAGIC", "Cmd", "Nack", "Frame", "DeviceInfo",
+    "ProtocolError", "CRCError", "FrameTimeout", "IdentifyMismatch", "NackError",
+    "crc16", "cobs_encode", "cobs_decode", "encode_frame", "decode_frame", "FrameDecoder",
+    "sample_bytes", "pack_samples", "unpack_samples",
+    "pack_stream", "unpack_stream", "pack_read_data", "unpack_read_data",
+    "pack_stream_ack", "unpack_stream_ack", "pack_nack", "unpack_nack",
+    "stream_payload_size", "max_encoded_size",
+    "HEADER_SIZE", "CRC_SIZE", "MIN_FRAME", "MAX_PAYLOAD", "IDENTIFY_STRUCT",
+]
+
+PROTOCOL_VERSION = 1
+MAGIC = b"SSMG"
+HEADER = struct.Struct("<BBH")          # cmd, seq, payload length
+HEADER_SIZE = HEADER.size               # 4
+CRC_SIZE = 2
+MIN_FRAME = HEADER_SIZE + CRC_SIZE      # 6: smallest decoded frame (empty payload)
+MAX_PAYLOAD = 0xFFFF
+FLAG_START = 0x01
+#: IDENTIFY_RESP payload: magic, version, hash, H, W_u, frac_u, W_y, frac_y, states, lanes, max_batch
+IDENTIFY_STRUCT = struct.Struct("<4sB32sHBbBbHHB")
+_NACK = struct.Struct("<BB")
+_STREAM_ACK = struct.Struct("<BB")
+
+
+class Cmd(enum.IntEnum):
+    IDENTIFY = 0x01
+    RESET_STATE = 0x02
+    STREAM = 0x03
+    READ = 0x04
+    IDENTIFY_RESP = 0x81
+    RESET_ACK = 0x82
+    STREAM_ACK = 0x83
+    READ_DATA = 0x84
+    NACK = 0xFF
+
+    @property
+    def response(self) -> "Cmd":
+        """The success response code of a request: the request code with bit 7 set."""
+        return Cmd(self | 0x80)
+
+
+REQUESTS = (Cmd.IDENTIFY, Cmd.RESET_STATE, Cmd.STREAM, Cmd.READ)
+
+
+class Nack(enum.IntEnum):
+    BAD_CRC = 1
+    BAD_LENGTH = 2
+    UNKNOWN_COMMAND = 3
+    BAD_SEQUENCE = 4
+    OVERFLOW = 5
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+class ProtocolError(Exception):
+    """The board link did not behave as docs/protocol.md says (or the device refused a request)."""
+
+
+class CRCError(ProtocolError):
+    """A frame failed its integrity check: invalid COBS, shorter than a header, or CRC mismatch."""
+
+
+class FrameTimeout(ProtocolError):
+    """No (valid) response arrived in time, even after the allowed retransmissions."""
+
+
+class IdentifyMismatch(ProtocolError):
+    """The device runs a different model than the one the host expects."""
+
+
+class NackError(ProtocolError):
+    """The device answered a request with NACK."""
+
+    def __init__(self, message: str, code: int, detail: int):
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
+
+
+# --- CRC and COBS -----------------------------------------------------------------------------
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS encode (Cheshire & Baker) via the ``cobs`` package."""
+    return _cobs.encode(bytes(data))
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Decode one COBS block sequence (without delimiters). Raises CRCError if invalid."""
+    try:
+        return _cobs.decode(bytes(data))
+    except _cobs.DecodeError as exc:
+        raise CRCError(f"invalid COBS: {exc}") from None
+
+
+def max_encoded_size(decoded_size: int) -> int:
+    """Upper bound of the COBS encoding of ``decoded_size`` bytes (without delimiters)."""
+    return decoded_size + 1 + decoded_size // 254
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Frame:
+    cmd: int
+    seq: int
+    payload: bytes = b""
+
+    def describe(self) -> str:
+        try:
+            name = Cmd(self.cmd).name
+        except ValueError:
+            name = f"0x{self.cmd:02x}"
+        return f"{name} seq={self.seq} ({len(self.payload)} payload bytes)"
+
+
+def frame_bytes(cmd: int, seq: int, payload: bytes = b"") -> bytes:
+    """The decoded frame: header + payload + CRC."""
+    if not 0 <= cmd <= 0xFF or not 0 <= seq <= 0xFF:
+        raise ValueError(f"cmd and seq must be bytes, not cmd={cmd} seq={seq}")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the u16 length field ({MAX_PAYLOAD})")
+    body = HEADER.pack(cmd, seq, len(payload)) + bytes(payload)
+    return body + crc16(body).to_bytes(2, "little")
+
+
+def encode_frame(cmd: int, seq: int, payload: bytes = b"") -> bytes:
+    """Wire bytes of one frame: 0x00, COBS(header + payload + CRC), 0x00."""
+    return b"\x00" + cobs_encode(frame_bytes(cmd, seq, payload)) + b"\x00"
+
+
+def decode_frame(encoded: bytes) -> Frame:
+    """Decode the bytes between two delimiters.
+
+    Raises CRCError when the frame is corrupt (COBS, short, CRC) and ProtocolError when it is intact
+    but its length field disagrees with its size (BAD_LENGTH on the device).
+    """
+    raw = cobs_decode(encoded)
+    if len(raw) < MIN_FRAME:
+        raise CRCError(f"frame of {len(raw)} decoded bytes is shorter than the minimum {MIN_FRAME}")
+    body, crc = raw[:-CRC_SIZE], int.from_bytes(raw[-CRC_SIZE:], "little")
+    if crc16(body) != crc:
+        raise CRCError(f"CRC mismatch: frame says 0x{crc:04x}, computed 0x{crc16(body):04x} "
+                       f"over {len(body)} bytes (cmd byte 0x{raw[0]:02x}, seq byte {raw[1]})")
+    cmd, seq, length = HEADER.unpack_from(body)
+    if length != len(body) - HEADER_SIZE:
+        raise ProtocolError(f"length field says {length} payload bytes but the frame holds "
+                            f"{len(body) - HEADER_SIZE} (cmd 0x{cmd:02x}, seq {seq})")
+    return Frame(cmd, seq, bytes(body[HEADER_SIZE:]))
+
+
+class FrameDecoder:
+    """Splits a byte stream at 0x00 delimiters into encoded frames (bounded buffer).
+
+    ``feed`` returns the non-empty encoded frames completed by the new bytes. A run of more than
+    ``max_size`` bytes without a delimiter is dropped up to and including the next delimiter.
+    """
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._discarding = False
+        self.overruns = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        frames = []
+        for chunk_index, piece in enumerate(bytes(data).split(b"\x00")):
+            if chunk_index > 0:                     # a delimiter preceded this piece
+                if self._buf and not self._discarding:
+                    frames.append(bytes(self._buf))
+                self._buf.clear()
+                self._discarding = False
+            if self._discarding:
+                continue
+            self._buf += piece
+            if len(self._buf) > self.max_size:
+                self._buf.clear()
+                self._discarding = True
+                self.overruns += 1
+        return frames
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self._discarding = False
+
+
+# --- samples and payloads ---------------------------------------------------------------------
+
+def sample_bytes(width: int) -> int:
+    """Bytes per sample of a ``width``-bit format: ceil(width / 8)."""
+    return (int(width) + 7) // 8
+
+
+def pack_samples(values, width: int) -> bytes:
+    """int array -> little-endian two's complement, ceil(width/8) bytes per value, sign-extended.
+    Raises ValueError for values outside the signed ``width``-bit range."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if v.size and (v.min() < lo or v.max() > hi):
+        bad = int(v[(v < lo) | (v > hi)][0])
+        raise ValueError(f"sample {bad} does not fit a signed {width}-bit format ({lo}..{hi})")
+    nb = sample_bytes(width)
+    return v.astype("<i8").view(np.uint8).reshape(-1, 8)[:, :nb].tobytes()
+
+
+def unpack_samples(data: bytes, width: int, count: int) -> np.ndarray:
+    """Inverse of pack_samples; uses only the low ``width`` bits of each sample (as the device)."""
+    nb = sample_bytes(width)
+    if len(data) != count * nb:
+        raise ProtocolError(f"expected {count} samples of {nb} bytes ({count * nb} bytes), got {len(data)}")
+    raw = np.zeros((count, 8), dtype=np.uint8)
+    raw[:, :nb] = np.frombuffer(data, dtype=np.uint8).reshape(count, nb)
+    v = raw.view("<u8").reshape(count).astype(np.int64) & ((1 << width) - 1)
+    return np.where(v >= (1 << (width - 1)), v - (1 << width), v).astype(np.int64)
+
+
+def stream_payload_size(n: int, channels: int, input_width: int) -> int:
+    return 1 + n * (1 + channels * sample_bytes(input_width))
+
+
+def pack_stream(u_steps, starts, input_width: int) -> bytes:
+    """STREAM payload: n, then per timestep flags + H input samples. u_steps: (n, H) ints."""
+    u_steps = np.asarray(u_steps, dtype=np.int64)
+    n, channels = u_steps.shape
+    if not 1 <= n <= 255:
+        raise ValueError(f"a STREAM carries 1..255 timesteps, not {n}")
+    nb = sample_bytes(input_width)
+    samples = np.frombuffer(pack_samples(u_steps, input_width), dtype=np.uint8).reshape(n, channels * nb)
+    flags = np.asarray(starts, dtype=bool).reshape(n, 1).astype(np.uint8) * FLAG_START
+    return bytes([n]) + np.concatenate([flags, samples], axis=1).tobytes()
+
+
+def unpack_stream(payload: bytes, channels: int, input_width: int):
+    """-> (flags uint8 (n,), u int64 (n, H)). Raises ProtocolError if the size is inconsistent."""
+    if not payload:
+        raise ProtocolError("STREAM payload is empty (needs the timestep count)")
+    n = payload[0]
+    if len(payload) != stream_payload_size(n, channels, input_width):
+        raise ProtocolError(f"STREAM of {n} timesteps needs {stream_payload_size(n, channels, input_width)} "
+                            f"payload bytes, got {len(payload)}")
+    nb = sample_bytes(input_width)
+    rows = np.frombuffer(payload, dtype=np.uint8, offset=1).reshape(n, 1 + channels * nb)
+    flags = rows[:, 0].copy()
+    u = unpack_samples(rows[:, 1:].tobytes(), input_width, n * channels).reshape(n, channels)
+    return flags, u
+
+
+def pack_read_data(y_steps, output_width: int) -> bytes:
+    y_steps = np.asarray(y_steps, dtype=np.int64)
+    return bytes([y_steps.shape[0]]) + pack_samples(y_steps, output_width)
+
+
+def unpack_read_data(payload: bytes, channels: int, output_width: int) -> np.ndarray:
+    """READ_DATA payload -> int64 (m, H)."""
+    if not payload:
+        raise ProtocolError("READ_DATA payload is empty (needs the timestep count)")
+    m = payload[0]
+    expected = 1 + m * channels * sample_bytes(output_width)
+    if len(payload) != expected:
+        raise ProtocolError(f"READ_DATA of {m} timesteps needs {expected} payload bytes, got {len(payload)}")
+    return unpack_samples(payload[1:], output_width, m * channels).reshape(m, channels)
+
+
+def pack_stream_ack(accepted: int, pending: int) -> bytes:
+    return _STREAM_ACK.pack(accepted, pending)
+
+
+def unpack_stream_ack(payload: bytes) -> tuple[int, int]:
+    if len(payload) != _STREAM_ACK.size:
+        raise ProtocolError(f"STREAM_ACK payload must be {_STREAM_ACK.size} bytes, got {len(payload)}")
+    return _STREAM_ACK.unpack(payload)
+
+
+def pack_nack(code: int, detail: int = 0) -> bytes:
+    return _NACK.pack(code, detail)
+
+
+def unpack_nack(payload: bytes) -> tuple[int, int]:
+    if len(payload) != _NACK.size:
+        raise ProtocolError(f"NACK payload must be {_NACK.size} bytes, got {len(payload)}")
+    return _NACK.unpack(payload)
+
+
+def nack_name(code: int) -> str:
+    try:
+        return Nack(code).name
+    except ValueError:
+        return f"unknown NACK code {code}"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The IDENTIFY_RESP payload."""
+    model_hash: str            # hex SHA-256, as in manifest.json
+    channels: int
+    input_width: int
+    input_frac: int
+    output_width: int
+    output_frac: int
+    states: int
+    lanes: int
+    max_batch: int
+    version: int = PROTOCOL_VERSION
+
+    def pack(self) -> bytes:
+        return IDENTIFY_STRUCT.pack(MAGIC, self.version, bytes.fromhex(self.model_hash), self.channels,
+                                    self.input_width, self.input_frac, self.output_width,
+                                    self.output_frac, self.states, self.lanes, self.max_batch)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "DeviceInfo":
+        if len(payload) != IDENTIFY_STRUCT.size:
+            raise ProtocolError(f"IDENTIFY_RESP payload must be {IDENTIFY_STRUCT.size} bytes, "
+                                f"got {len(payload)}")
+        (magic, version, digest, channels, wu, fu, wy, fy, states, lanes,
+         max_batch) = IDENTIFY_STRUCT.unpack(payload)
+        if magic != MAGIC:
+            raise ProtocolError(f"IDENTIFY_RESP magic is {magic!r}, expected {MAGIC!r}: not an "
+                                f"ssmgen board top")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"device speaks protocol version {version}, this driver {PROTOCOL_VERSION}")
+        if max_batch == 0 or channels == 0 or not (1 <= wu <= 64 and 1 <= wy <= 64):
+            raise ProtocolError(f"IDENTIFY_RESP has impossible values: H={channels}, widths "
+                                f"{wu}/{wy}, max_batch={max_batch}")
+        return cls(digest.hex(), channels, wu, fu, wy, fy, states, lanes, max_batch, version)
+
+    def describe(self) -> str:
+        return (f"hash {self.model_hash[:16]}..., H={self.channels}, states={self.states}, "
+                f"lanes={self.lanes}, input {self.input_width} bits (frac {self.input_frac}), "
+                f"output {self.output_width} bits (frac {self.output_frac}), max_batch={self.max_batch}")
