@@ -13,7 +13,7 @@ small probes (tests/synth_configs.py), on iCE40 UP5K and ECP5 (no place and rout
 
 Each run prints the analytic estimate beside Yosys's counts; a run whose LUT or FF estimate is
 more than 15% off is marked "lut_model_miss" in the file (a strict xfail in tests/test_estimate.py).
-Run it after any change to hw/ssm_layer.py's structure (the counts are the model's calibration).
+Run it after any change to hw/datapath/ssm_layer.py's structure (the counts are the model's calibration).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def main() -> None:
     if args.only:
         runs = [run for run in runs if run[0] in args.only]
     work = args.work or Path(tempfile.mkdtemp(prefix="ssmgen-synth-"))
-    # the README's table, column for column
+    # docs/synthesis.md's table, column for column
     print("| config | target | lanes | loop stages | LUT4 | FF | carry | DSP | BRAM | Fmax MHz |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     baselines = {}

@@ -202,19 +202,20 @@ def quantize_model(config: SSMConfig, weights: SSMWeights) -> QuantizedSSM:
         abar_re, abar_im, corrected = quantize_abar(weights.abar, q.abar, q.abar_stability)
         polar_codes = None
         # quantize_abar reports corrections, not clamps: count Abar's clamped parts here
-        saturated = sum(_quantize_weight(part, q.abar, "abar")[1]
-                        for part in (weights.abar.real, weights.abar.imag))
+        saturated = {"abar": sum(_quantize_weight(part, q.abar, "abar")[1]
+                                 for part in (weights.abar.real, weights.abar.imag))}
     else:
         abar_re, abar_im, corrected, polar_codes = quantize_abar_polar(
             weights.abar, q.abar, q.abar_polar, q.abar_stability)
-        saturated = 0     # a polar pole cannot leave the format
+        saturated = {"abar": 0}     # a polar pole cannot leave the format
     ints = {}
     for name, values, quantizer in (("bbar_re", weights.bbar.real, q.bbar),
                                     ("bbar_im", weights.bbar.imag, q.bbar),
                                     ("c_re", weights.c.real, q.c), ("c_im", weights.c.imag, q.c),
                                     ("d", weights.d, q.d)):
-        ints[name], clamped = _quantize_weight(values, quantizer, name.split("_")[0])
-        saturated += clamped
+        tensor = name.split("_")[0]
+        ints[name], clamped = _quantize_weight(values, quantizer, tensor)
+        saturated[tensor] = saturated.get(tensor, 0) + clamped
 
     fa = q.abar.format
     if q.state_int_bits is None:
@@ -249,7 +250,8 @@ def quantize_model(config: SSMConfig, weights: SSMWeights) -> QuantizedSSM:
     _check_requantize(output_acc, "output_acc", q.output.format.frac, "output")
     return QuantizedSSM(config, weights, abar_re, abar_im, ints["bbar_re"], ints["bbar_im"],
                         ints["c_re"], ints["c_im"], ints["d"], state_int_bits,
-                        state_acc, output_acc, corrected, saturated, polar_codes)
+                        state_acc, output_acc, corrected,
+                        {k: v for k, v in saturated.items() if v}, polar_codes)
 
 
 def load_model(config: SSMConfig) -> QuantizedSSM:
@@ -294,28 +296,28 @@ def quantize_network(config: SSMConfig, weights: NetworkWeights) -> QuantizedNet
         raise ConfigError(f"network.layers: {net.layers}, but the weights hold "
                           f"{len(weights.layers)} layer(s)")
     layers = []
-    saturated = 0
+    saturated = {}            # per tensor: layers.<l>.<tensor> for the SSM layers' own
     for l, layer_weights in enumerate(weights.layers):
         try:
             qlayer = quantize_model(config.layer(l), layer_weights)
         except ConfigError as exc:
             raise ConfigError(f"layer {l}: {exc}") from None
         layers.append(qlayer)
-        saturated += qlayer.saturated_weights
+        saturated.update({f"layers.{l}.{k}": v for k, v in qlayer.saturated.items()})
     ints = {}
     for key, values, quantizer in (("encoder", weights.encoder_w, net.encoder),
                                    ("encoder_bias", weights.encoder_b, net.encoder_bias),
                                    ("decoder", weights.decoder_w, net.decoder),
                                    ("decoder_bias", weights.decoder_b, net.decoder_bias)):
-        ints[key], clamped = _network_weight(values, quantizer, key)
-        saturated += clamped
+        ints[key], saturated[key] = _network_weight(values, quantizer, key)
     mix_w, mix_b = [], []
     for l in range(net.layers):
-        w, c1 = _network_weight(weights.mix_w[l], net.mix, "mix")
-        b, c2 = _network_weight(weights.mix_b[l], net.mix_bias, "mix_bias")
+        w, saturated[f"layers.{l}.mix"] = _network_weight(weights.mix_w[l], net.mix, "mix")
+        b, saturated[f"layers.{l}.mix_bias"] = _network_weight(weights.mix_b[l], net.mix_bias,
+                                                               "mix_bias")
         mix_w.append(w)
         mix_b.append(b)
-        saturated += c1 + c2
+    saturated = {k: v for k, v in saturated.items() if v}
 
     H = config.model.channels
     fu, wu = net.input.format.frac, net.input.format.width

@@ -7,7 +7,7 @@ import argparse
 import io
 import sys
 import time
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,14 @@ from .demo import run_demo
 from .design import ENGINES, Design
 from .sim.simulators import SIMULATORS
 from .spec.errors import ConfigError, WeightsError
+from .spec.starter import KINDS, starter_config
+from .stimulus import STIMULI
 from .synth.board import BOARDS
 from .synth.targets import TARGETS
 from .train.commands import add_parsers as add_train_parsers
 from .util.files import write_atomically
-from .util.progress import say
+from .util.progress import say, warn
+from .verify import parse_seeds, verify_design, write_results
 
 __all__ = ["main", "build_parser", "default_config_path"]
 
@@ -33,6 +36,8 @@ def default_config_path() -> Path:
 def cmd_generate(args) -> int:
     design = Design.load(args.config)
     say(f"generating Verilog for {design.name} ({design.kind}) ...")
+    for note in design.quantization_notes():
+        warn(note)
     files = design.generate(args.output)
     print(f"wrote {files.verilog_path} and {files.manifest_path}")
     print(f"lanes {design.lanes}: {design.cycles_per_timestep} cycle(s) per timestep, "
@@ -54,6 +59,12 @@ def _read_input(path, design: Design) -> np.ndarray:
 def cmd_run(args) -> int:
     design = Design.load(args.config)
     u = _read_input(args.input, design)
+    outside = design.inputs_out_of_range(u)
+    if outside:
+        q = design.input_quantizer
+        verb = "saturated" if q.overflow.value == "saturate" else "wrapped"
+        warn(f"{outside} of {u.size} input values lie outside the input format {q.format} "
+             f"({q.format.min_value:g}..{q.format.max_value:g}) and were {verb}")
     start = time.perf_counter()
     if args.engine == "rtl":
         say(f"simulating {design.name} with {args.sim} ({u.shape[0]} x {u.shape[1]} timesteps) ...")
@@ -63,6 +74,42 @@ def cmd_run(args) -> int:
     np.save(buffer, y)
     write_atomically(Path(args.output), buffer.getvalue())
     print(f"{args.engine}: {u.shape[0]} x {u.shape[1]} timesteps in {elapsed:.2f} s -> {args.output}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    design = Design.load(args.config)
+    seeds = parse_seeds(args.seeds)
+    say(f"verifying {design.name} ({design.kind}) on {args.sim}: seeds "
+        f"{', '.join(map(str, seeds))}, stimulus {args.stimulus}, random stalls (input idle "
+        f"{args.idle:g}, output back-pressure {args.stall:g}); building a design's simulator "
+        f"the first time can take a minute")
+    report = verify_design(design, config=args.config, seeds=seeds, sequences=args.sequences,
+                           steps=args.steps, stimulus=args.stimulus, idle_probability=args.idle,
+                           stall_probability=args.stall, simulator=args.sim,
+                           out_dir=args.output, progress=print)
+    write_results(report, junit=args.junit, json_path=args.json)
+    for result in report.seeds:
+        if result.passed:
+            continue
+        print(f"seed {result.seed}: {len(result.failures)} failure(s):")
+        for failure in result.failures[:10]:
+            print(f"  {failure}")
+        print(f"  reproduce: {report.reproduce(result.seed)}")
+        print(f"  simulator log: {result.log}")
+        if args.verbose:
+            log = Path(result.log)
+            print(log.read_text(errors="replace") if log.exists() else "  (no log written)")
+    passed = sum(r.passed for r in report.seeds)
+    verdict = "PASS" if report.passed else "FAIL"
+    print(f"{verdict}: {design.name} ({design.kind}, model hash {design.hash[:16]}): {passed} of "
+          f"{len(report.seeds)} seed(s) bit-exact with golden, timing as in the manifest "
+          f"({design.cycles_per_timestep} cycle(s)/timestep, latency {design.latency})")
+    return 0 if report.passed else 1
+
+
+def cmd_init(args) -> int:
+    sys.stdout.write(starter_config(args.kind, name=args.name))
     return 0
 
 
@@ -84,9 +131,14 @@ def format_synth_report(report: dict) -> str:
         est = report["estimate"]
         lines.append("  estimate:    " + ", ".join(f"{k} {est[k]}" for k in acc if k in est)
                      + " (analytic model, no tools)")
-    if not report["fits"]:
-        lines.append("  DOES NOT FIT: " + "; ".join(report["overflow"]))
-    elif report["fmax_mhz"] is not None:
+    if "multipliers_by_operator" in report:
+        lines.append("  multipliers: " + ", ".join(
+            f"{op} {t['multipliers']} ({t['dsps']} DSP" + (f", {t['in_luts']} in LUTs)" if t["in_luts"]
+                                                          else ")")
+            for op, t in report["multipliers_by_operator"].items()))
+    lines.append("  fits:        " + ("yes" if report["fits"]
+                                      else "NO: " + "; ".join(report["overflow"])))
+    if report["fmax_mhz"] is not None:
         note = "" if report["fmax_valid"] else f" ({report['fmax_note']})"
         lines.append(f"  Fmax {report['fmax_mhz']} MHz{note}; "
                      f"{report.get('throughput_msteps_per_s')} M timesteps/s")
@@ -129,7 +181,10 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssmgen", description="Generate verified FPGA accelerators for quantized diagonal "
-                                   "state-space models (S4D, S5).")
+                                   "state-space models (S4D, S5).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('ssmgen')}")
     sub = parser.add_subparsers(dest="command", required=True)
     config_help = "config (TOML): a single layer, or a whole network (MODEL_DIR/config.toml)"
 
@@ -152,6 +207,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim", choices=SIMULATORS, default="verilator",
                    help="simulator for --engine rtl (default: %(default)s)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", help="the cocotb regression of a design: RTL == golden, bit for "
+                                      "bit, under random stalls (exit 1 on any failure)",
+                       description="Check the generated RTL of a config or MODEL_DIR against its "
+                                   "golden model, bit for bit, with random stalls, and its "
+                                   "measured timing against the manifest. Exit status 0 only "
+                                   "when every seed passes, 1 when any fails, 2 on bad input.")
+    p.add_argument("config", help="config (TOML) or a trained MODEL_DIR")
+    p.add_argument("--seeds", default="2",
+                   help="a count N (seeds 0..N-1) or a comma-separated list (e.g. 4,17) "
+                        "(default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=4,
+                   help="sequences per seed (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timesteps per sequence (default: 64; a network: its network.steps)")
+    p.add_argument("--stimulus", default="full-range",
+                   help=f"{', '.join(STIMULI)}, or a .npy file of real inputs (batch, time, "
+                        f"inputs) (default: %(default)s)")
+    p.add_argument("--idle", type=float, default=0.3,
+                   help="probability of an idle input cycle (default: %(default)s)")
+    p.add_argument("--stall", type=float, default=0.4,
+                   help="probability of output back-pressure in a cycle (default: %(default)s)")
+    p.add_argument("--sim", choices=SIMULATORS, default="verilator",
+                   help="simulator (default: %(default)s)")
+    p.add_argument("-o", "--output", default="ssmgen-verify",
+                   help="folder for the Verilog, manifest and simulator logs "
+                        "(default: %(default)s)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per seed)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the simulator log of a failing seed")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("init", help="print a commented starting config (redirect it to a file)")
+    p.add_argument("--kind", choices=KINDS, default="s4d",
+                   help="S4D (a SISO SSM per channel) or S5 (one MIMO SSM) (default: %(default)s)")
+    p.add_argument("--name", default="my_ssm",
+                   help="the config's name: the Verilog module's (default: %(default)s)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("synth", help="Yosys + nextpnr resource and Fmax report (out of context)")
     p.add_argument("config", help=config_help)

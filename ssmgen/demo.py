@@ -14,18 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .design import Design
+from .stimulus import smooth_inputs
 from .util.progress import say
 
-__all__ = ["run_demo", "smooth_inputs"]
-
-
-def smooth_inputs(design: Design, *, batch: int, steps: int, seed: int) -> np.ndarray:
-    """A smooth random signal within the design's input range (real units): a clipped random
-    walk, the kind of input a sensor gives."""
-    rng = np.random.default_rng(seed)
-    fmt = design.input_quantizer.format
-    u = np.cumsum(rng.normal(0, 0.3, (batch, steps, design.input_channels)), axis=1)
-    return np.clip(u, fmt.min_value, fmt.max_value)
+__all__ = ["run_demo"]
 
 
 def run_demo(config_path, *, out_dir: Path, simulator: str = "verilator", seed: int = 0,

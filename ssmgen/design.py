@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .golden import float_model
+from .golden.fixedpoint import round_float
 from .golden.integer_model import dequantize_output, quantize_input, run_integer
 from .golden.network import (predict, quantize_network_input, run_float_network,
                              run_integer_network)
@@ -98,8 +99,10 @@ class Design:
 
     @classmethod
     def load(cls, config_path) -> "Design":
-        """The design of a config file (a single layer, or a whole network with ``[network]``)."""
-        return cls.from_config(load_config(config_path))
+        """The design of a config file (a single layer, or a whole network with ``[network]``)
+        or of a trained MODEL_DIR (its ``config.toml``)."""
+        path = Path(config_path)
+        return cls.from_config(load_config(path / "config.toml" if path.is_dir() else path))
 
     @classmethod
     def from_config(cls, config: SSMConfig) -> "Design":
@@ -245,6 +248,27 @@ class Design:
         """Real inputs (batch, T, input channels) -> int64 in the input format."""
         raise NotImplementedError
 
+    def inputs_out_of_range(self, u) -> int:
+        """How many real inputs fall outside the input format once rounded: quantizing them
+        saturates or wraps them (the input format's overflow mode)."""
+        q = self.input_quantizer
+        ints = round_float(np.asarray(u, dtype=np.float64), q.format.frac, q.rounding)
+        return int(np.count_nonzero((ints < q.format.min_int) | (ints > q.format.max_int)))
+
+    def quantization_notes(self) -> list[str]:
+        """What quantizing the weights did that a user should know: weights clamped by a
+        saturating format (per tensor), Abar poles pulled inside the unit circle."""
+        notes = []
+        saturated = self.quantized.saturated
+        if saturated:
+            detail = ", ".join(f"{tensor} {count}" for tensor, count in saturated.items())
+            notes.append(f"{sum(saturated.values())} weight(s) saturated, clamped to their "
+                         f"format's range ({detail})")
+        if self.quantized.abar_corrected:
+            notes.append(f"{self.quantized.abar_corrected} Abar pole(s) pulled inside the unit "
+                         f"circle (quant.abar_stability = \"correct\")")
+        return notes
+
     def dequantize_output(self, y_int) -> np.ndarray:
         """Natural integer outputs -> their exact real values."""
         raise NotImplementedError
@@ -287,13 +311,13 @@ class Design:
     def simulate(self, u_int, *, check: bool = True, simulator: str = "verilator", seed: int = 0,
                  idle_probability: float = 0.0, stall_probability: float = 0.0,
                  check_timing: bool = True, work_dir=None, cache_dir=None, verbose: bool = False,
-                 raise_on_failure: bool = True) -> Simulation:
+                 raise_on_failure: bool = True, log_path=None) -> Simulation:
         """Run integer inputs through the generated RTL under the cocotb testbench: random idle
         cycles and back-pressure with the given probabilities, every output beat compared bit for
         bit with the golden model (``check``), the measured cycles per timestep and latencies with
         the manifest's (``check_timing``). Raises SimulationError on any failure unless
         ``raise_on_failure`` is False. The Verilog goes to ``work_dir`` (default: a folder per
-        model hash under the cache)."""
+        model hash under the cache); ``log_path`` keeps the simulator's log."""
         u_int = self.check_input(u_int, integer=True)
         files = self.generate(work_dir or self._work_dir(cache_dir))
         result = check_stream(files.manifest_path, self.input_beats(u_int),
@@ -301,7 +325,7 @@ class Design:
                               simulator=simulator, seed=seed, idle_probability=idle_probability,
                               stall_probability=stall_probability, check_timing=check_timing,
                               cache_dir=cache_dir, verbose=verbose,
-                              raise_on_failure=raise_on_failure)
+                              raise_on_failure=raise_on_failure, log_path=log_path)
         outputs = self.outputs_from_beats(result.outputs) if len(result.outputs) else result.outputs
         return Simulation(outputs, result)
 

@@ -44,7 +44,7 @@ class Board:
     target: str               #: synth/targets.py entry: Yosys options, cell classes, capacities
     bitstream: str            #: extension of the bitstream the build writes
     tools: tuple[str, ...]    #: (environment variable, YoWASP command) pairs the build script runs
-    flash: str                #: how to load the bitstream (README: "Boards: build, flash, run")
+    flash: str                #: how to load the bitstream (docs/boards.md)
 
     def make_platform(self):
         module, cls = self.platform.split(":")

@@ -451,7 +451,7 @@ _FF_SCALE = {"ice40": 0.865, "ecp5": 0.855}
 
 #: LUT4s per feature unit, per family: a non-negative least-squares fit (relative error; the
 #: CI baselines, the example configs and the built-in default weighted 3x, since those are
-#: what the README promises within 15%) to the Yosys counts in tests/baselines/synth.json and
+#: what docs/synthesis.md promises within 15%) to the Yosys counts in tests/baselines/synth.json and
 #: tests/baselines/estimate_reference.json (``benchmarks/estimate_reference.py --fit``). The
 #: fit is empirical: ABC restructures logic across operators, so a coefficient is not "the cost
 #: of that operator", and features it leaves at 0 are covered by correlated ones. ECP5's LUT4s

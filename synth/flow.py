@@ -27,7 +27,7 @@ from .estimate import estimate
 from .targets import TARGETS, Target
 
 __all__ = ["SynthError", "synthesize", "HARNESS_SCHEME", "tool", "count_cells",
-           "overflow_lines", "parse_nextpnr"]
+           "overflow_lines", "parse_nextpnr", "multiplier_totals", "OPERATORS"]
 
 HARNESS_SCHEME = ("out-of-context: inputs and output ready driven by an on-chip LFSR, outputs "
                   "folded into one registered pin (hw/harness.py)")
@@ -61,9 +61,21 @@ def _start(cmd: list[str], cwd: Path, log_name: str, progress):
     return subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT), handle
 
 
-def _finish(job, cmd, cwd: Path, log_name: str) -> None:
+#: Seconds between "still running" lines while a tool works (Yosys on a large design: minutes).
+PROGRESS_EVERY = 30
+
+
+def _finish(job, cmd, cwd: Path, log_name: str, progress=None) -> None:
     proc, handle = job
-    proc.wait()
+    started = time.perf_counter()
+    while True:
+        try:
+            proc.wait(timeout=PROGRESS_EVERY)
+            break
+        except subprocess.TimeoutExpired:
+            if progress is not None:
+                progress(f"{Path(cmd[0]).name} ({log_name}) still running, "
+                         f"{time.perf_counter() - started:.0f} s ...")
     handle.close()
     if proc.returncode != 0:
         log = cwd / log_name
@@ -72,7 +84,7 @@ def _finish(job, cmd, cwd: Path, log_name: str) -> None:
 
 
 def _run(cmd: list[str], cwd: Path, log_name: str, progress) -> None:
-    _finish(_start(cmd, cwd, log_name, progress), cmd, cwd, log_name)
+    _finish(_start(cmd, cwd, log_name, progress), cmd, cwd, log_name, progress)
 
 
 def count_cells(stat: dict, target: Target) -> dict:
@@ -96,7 +108,7 @@ def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> 
                for cmd in [_yosys_cmd(verilog_name, top, target.yosys_synth, tag, netlist)]]
     try:
         for tag, cmd, job in started:
-            _finish(job, cmd, work, f"yosys_{tag}.log")
+            _finish(job, cmd, work, f"yosys_{tag}.log", progress)
     finally:   # a failure leaves no Yosys process running behind
         for _, _, (proc, handle) in started:
             if proc.poll() is None:
@@ -104,6 +116,26 @@ def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> 
                 proc.wait()
             handle.close()
     return {tag: json.loads((work / f"stat_{tag}.json").read_text()) for _, _, tag, _ in jobs}
+
+
+#: The products of the specification, by the ``what`` of the estimate's multipliers
+#: (``hw/datapath/ssm_layer.py``: Product.what).
+OPERATORS = {"Abar·x": ("abar_re*(x_re+x_im)", "x_im*abar_sum", "x_re*abar_dif", "abar_re*x_re",
+                        "abar_im*x_im", "abar_re*x_im", "abar_im*x_re"),
+             "Bbar·u": ("bbar*u",), "C·x": ("c_re*x_new_re", "c_im*x_new_im"), "D·u": ("d*u",)}
+
+
+def multiplier_totals(multipliers: list[dict]) -> dict:
+    """Per operator of the specification (Abar·x, Bbar·u, C·x, D·u): how many multipliers Yosys
+    keeps, how many DSP blocks they take and how many are left, whole or in part, to LUTs."""
+    operator_of = {what: op for op, whats in OPERATORS.items() for what in whats}
+    totals = {op: {"multipliers": 0, "dsps": 0, "in_luts": 0} for op in OPERATORS}
+    for mul in multipliers:
+        entry = totals[operator_of[mul["what"]]]
+        entry["multipliers"] += 1
+        entry["dsps"] += mul["dsps"]
+        entry["in_luts"] += bool(mul["soft"])
+    return totals
 
 
 def overflow_lines(counts: dict, target: Target) -> list[str]:
@@ -169,6 +201,7 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
     }
     if design.kind == "layer":
         report["estimate"] = estimate(design, target_name)   # analytic model beside Yosys's counts
+        report["multipliers_by_operator"] = multiplier_totals(report["estimate"]["multipliers"])
     overflow = overflow_lines(accel, target)
     report["fits"] = not overflow
     report["overflow"] = overflow

@@ -2,10 +2,11 @@
 cycle, and no module reaches for another's private names.
 
 Every import counts, also those inside functions: a lazy import is still a dependency. The ranks
-follow the data path (README, Architecture): ``spec`` (what a model is) and ``util`` import
+follow the data path (docs/architecture.md): ``spec`` (what a model is) and ``util`` import
 nothing else of ssmgen; ``golden`` computes with the spec; ``hw`` builds circuits of it and
 ``sw_driver`` talks to them; ``sim`` and ``synth`` run the circuits; ``design`` ties one design's
-pieces together; ``train`` produces models; ``demo`` and ``cli`` are the commands. A module may
+pieces together; ``stimulus`` feeds it; ``train`` produces models and ``verify`` checks them;
+``demo``, ``testing`` (the pytest helper) and ``cli`` are the entry points. A module may
 import its own rank or below, never above.
 """
 
@@ -25,8 +26,9 @@ RANKS = {
     "ssmgen.sw_driver": 2.3,
     "ssmgen.sim": 3, "ssmgen.synth": 3,
     "ssmgen.design": 4,
-    "ssmgen.train": 5,
-    "ssmgen.demo": 6,
+    "ssmgen.stimulus": 4.5,
+    "ssmgen.train": 5, "ssmgen.verify": 5,
+    "ssmgen.demo": 6, "ssmgen.testing": 6,
     "ssmgen.cli": 7,
 }
 

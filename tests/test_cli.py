@@ -85,7 +85,7 @@ def test_bad_config_gives_field_named_error(tmp_path, capsys):
 
 @pytest.mark.rtl
 def test_demo_on_built_in_default_reports_zero_mismatches(tmp_path):
-    """`ssmgen demo` as the README runs it (console script, default config)."""
+    """`ssmgen demo` as the README's first screen runs it (console script, default config)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run([sys.executable, "-m", "ssmgen.cli", "demo", "-o", str(tmp_path / "demo"),
                            "--sim", FAST_SIM, "--steps", "20", "--batch", "2"],
@@ -129,3 +129,64 @@ def test_demo_and_run_take_a_whole_network(tmp_path, capsys):
         logits[engine] = np.load(tmp_path / f"{engine}.npy")
         assert logits[engine].shape == (2, design.quantized.network.classes)
     np.testing.assert_array_equal(logits["rtl"], logits["golden"])
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("ssmgen 0.")
+
+
+def test_every_option_says_what_it_does():
+    """--help of every command explains every option (and shows defaults where there are)."""
+    import argparse
+
+    from ssmgen.cli import build_parser
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {action.dest}" for name, sub in commands.choices.items()
+               for action in sub._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert not missing, missing
+    undocumented_default = [f"{name} {action.dest}" for name, sub in commands.choices.items()
+                            for action in sub._actions
+                            if action.default not in (None, False, argparse.SUPPRESS)
+                            and action.help and "default" not in action.help
+                            and action.dest != "func"]
+    assert not undocumented_default, undocumented_default
+
+
+def test_init_writes_a_config_that_generates(tmp_path, capsys):
+    for kind in ("s4d", "s5"):
+        assert main(["init", "--kind", kind, "--name", f"my_{kind}"]) == 0
+        config = tmp_path / f"my_{kind}.toml"
+        config.write_text(capsys.readouterr().out)
+        assert main(["generate", str(config), "-o", str(tmp_path / kind)]) == 0
+        capsys.readouterr()
+        manifest = json.loads((tmp_path / kind / "manifest.json").read_text())
+        assert manifest["top"] == f"my_{kind}" and manifest["model"]["kind"] == kind
+    with pytest.raises(SystemExit):                     # argparse names the choices
+        main(["init", "--kind", "s6"])
+    assert "invalid choice: 's6'" in capsys.readouterr().err
+
+
+def test_generate_and_run_warn_about_saturation(tmp_path, capsys):
+    """Weights clamped by a saturating format, Abar poles moved inside the unit circle, inputs
+    outside the input format: said on stderr with counts and the tensors concerned."""
+    text = (ROOT / "examples/s5_small.toml").read_text()
+    text = text.replace('[quant.abar]\nformat = "fixed<10,1>"', '[quant.abar]\nformat = "fixed<3,1>"')
+    config = tmp_path / "narrow.toml"
+    config.write_text(text)
+    assert main(["generate", str(config), "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "ssmgen: warning:" in err and "weight(s) saturated" in err and "(abar " in err
+    assert "Abar pole(s) pulled inside the unit circle" in err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["saturated_weights_by_tensor"]["abar"] > 0
+    u_path, u = _inputs(tmp_path, 4)
+    u[0, 0, 0] = 100.0                        # fixed<8,3> ends at 3.96875
+    np.save(u_path, u)
+    assert main(["run", str(config), "-i", str(u_path), "-o", str(tmp_path / "y.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "input values lie outside the input format fixed<8,3> (-4..3.96875) and were " \
+           "saturated" in err

@@ -1,4 +1,4 @@
-"""Config validation (ssmgen/config.py) and weights-file validation through ``load_model``.
+"""Config validation (ssmgen/spec/config.py) and weights-file validation through ``load_model``.
 
 Every rejected config must raise ConfigError (weights files: WeightsError) whose message names the
 offending field and what is allowed.

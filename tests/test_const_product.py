@@ -1,4 +1,4 @@
-"""hw/const_product.py: the canonical signed digits sum to the constant, and the shift-and-add
+"""hw/datapath/const_product.py: the canonical signed digits sum to the constant, and the shift-and-add
 product equals x * c for every x of the width (Amaranth simulator), with no multiplier."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw/folded_linear.py against an exact integer reference (Python ints), in Amaranth's simulator.
+"""hw/datapath/folded_linear.py against an exact integer reference (Python ints), in Amaranth's simulator.
 
 Random weights, biases, residuals, fold factors (``cycles`` from 1, the fully parallel layer, to
 more than H_in), with and without an output quantizer (every rounding and overflow mode), and

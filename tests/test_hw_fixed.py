@@ -1,4 +1,4 @@
-"""Bit-exactness of the Amaranth fixed-point expressions (hw/fixed.py) against the golden
+"""Bit-exactness of the Amaranth fixed-point expressions (hw/datapath/fixed.py) against the golden
 functions of the same names (golden/fixedpoint.py, the specification).
 
 Each case (function, rounding, overflow, source width, shift, target width) builds ONE

@@ -1,7 +1,7 @@
 """Golden integer model (golden/integer_model.py) against exact arithmetic.
 
 The reference below (``ref_run``) is an independent implementation of the timestep specification
-in ``golden/quantized.py``'s module docstring using only Python ints and ``fractions.Fraction``:
+in ``golden/integer_model.py``'s module docstring using only Python ints and ``fractions.Fraction``:
 no numpy arithmetic and no calls into ``golden/fixedpoint.py``. It reads the model's *integer*
 weights and per-mode state integer bits (weight quantization is checked separately below) and the
 formats from the config, then for every timestep, state and channel:

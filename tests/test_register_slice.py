@@ -1,4 +1,4 @@
-"""hw/register_slice.py: every beat passes once, in order, unchanged; one beat per cycle when
+"""hw/datapath/register_slice.py: every beat passes once, in order, unchanged; one beat per cycle when
 the output is always ready; the input's ready does not depend on the output's ready in the
 same cycle (it comes from a register)."""
 

@@ -25,6 +25,8 @@ from ssmgen.golden.quantize import quantize_model
 from ssmgen.sim.simulators import SimulationError, available_simulators
 from ssmgen.sim.verify.runner import check_stream
 from ssmgen.spec.config import MAX_LOOP_STAGES, parse_config
+from ssmgen.stimulus import make_stimulus
+from ssmgen.verify import verify_design
 
 BATCH, STEPS = 3, 40
 IDS = [cfg["name"] for cfg, _ in REGRESSION]
@@ -97,15 +99,19 @@ def test_abar_stability_correction_is_exercised():
 
 
 def _run(cfg, simulator, tmp_path, seed=1):
-    model = _model(cfg)
-    design = Design.from_quantized(model)
-    u = _stimulus(model, seed)
-    result = design.simulate(u, simulator=simulator, seed=seed, idle_probability=0.3,
-                             stall_probability=0.4, work_dir=tmp_path / cfg["name"])
-    assert result.failures == []
-    np.testing.assert_array_equal(result.outputs, run_integer(model, u))
-    assert result.check.cycles_per_timestep == design.cycles_per_timestep
-    assert set(result.check.latencies) == {design.latency}
+    """What `ssmgen verify` runs on a user's design, on this config: full-range stimulus,
+    random stalls, bit-exact beats, timing as in the manifest."""
+    design = Design.from_quantized(_model(cfg))
+    report = verify_design(design, config=cfg["name"], seeds=[seed], sequences=BATCH,
+                           steps=STEPS, simulator=simulator, out_dir=tmp_path / cfg["name"])
+    result = report.seeds[0]
+    assert result.passed, "\n".join([*result.failures[:5], report.reproduce(seed)])
+    assert result.cycles_per_timestep == design.cycles_per_timestep
+    assert set(result.latencies) == {design.latency}
+    # the stimulus is the one this file checks for overflow coverage
+    np.testing.assert_array_equal(make_stimulus(design, "full-range", sequences=BATCH,
+                                                steps=STEPS, seed=seed),
+                                  _stimulus(design.quantized, seed))
 
 
 @pytest.mark.rtl

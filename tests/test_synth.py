@@ -47,9 +47,15 @@ def test_over_capacity_names_what_overflowed(tmp_path, capsys):
     code = main(["synth", str(config), "--target", "ice40-up5k", "-o", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "DOES NOT FIT: dsps: 11 needed, 8 available" in out
+    assert "fits:        NO: dsps: 11 needed, 8 available" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["fits"] is False and report["placed"] is None
+    # totals per operator of the specification, beside the list of every multiplier
+    totals = report["multipliers_by_operator"]
+    assert set(totals) == {"Abar·x", "Bbar·u", "C·x", "D·u"}
+    assert sum(t["dsps"] for t in totals.values()) == report["accelerator"]["dsps"] == 11
+    assert sum(t["multipliers"] for t in totals.values()) == len(report["estimate"]["multipliers"])
+    assert "multipliers: Abar·x" in out
 
 
 def test_ice40_ground_clock_fmax_is_flagged_invalid():
@@ -85,3 +91,13 @@ def test_whole_network_synthesizes_and_places(tmp_path):
     assert report["fmax_valid"] and report["fmax_mhz"] > 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["kind"] == "network"
+
+
+def test_long_tool_runs_show_progress(tmp_path, monkeypatch):
+    """A minutes-long Yosys or nextpnr run prints a "still running" line now and then."""
+    from ssmgen.synth import flow
+    monkeypatch.setattr(flow, "PROGRESS_EVERY", 0.1)
+    lines = []
+    flow._run(["sleep", "0.45"], tmp_path, "sleep.log", lines.append)
+    assert lines[0] == "running sleep (sleep.log) ..."
+    assert len(lines) >= 3 and all("still running" in line for line in lines[1:])

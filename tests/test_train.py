@@ -290,7 +290,18 @@ def test_eval_rtl_gives_the_golden_accuracy(model_dir, capsys):
     assert main(["eval", str(model_dir), "--engine", "golden", "--test-subset", "6"]) == 0
     golden = capsys.readouterr().out.split("accuracy ")[1].split(" in ")[0]
     assert main(["eval", str(model_dir), "--engine", "rtl", "--test-subset", "6"]) == 0
-    assert f"sdigits rtl: accuracy {golden}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"sdigits rtl: accuracy {golden}" in out
+    assert "matched the golden integer model on every logit and prediction of all 6" in out
+
+
+@pytest.mark.rtl
+def test_verify_passes_on_a_trained_model_dir(model_dir, tmp_path, capsys):
+    """`ssmgen verify MODEL_DIR`: the trained network's RTL under random stalls, bit for bit."""
+    assert main(["verify", str(model_dir), "--seeds", "1", "--sequences", "2", "-o",
+                 str(tmp_path / "verify"), "--junit", str(tmp_path / "junit.xml")]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: PASS  2 x 64 timesteps" in out and "(network, model hash" in out
 
 
 def test_generate_on_a_model_dir_writes_the_whole_network(model_dir, tmp_path, capsys):

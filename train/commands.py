@@ -279,6 +279,9 @@ def cmd_eval(args) -> int:
     result = evaluate_model_dir(args.model, args.task, args.engine, test_subset=args.test_subset)
     print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
           f"({result['correct']}/{result['total']}) in {result['seconds']:.2f} s")
+    if args.engine == "rtl":      # a difference would have raised: say what was checked
+        print(f"the generated Verilog matched the golden integer model on every logit and "
+              f"prediction of all {result['total']} sequences (bit for bit)")
     return 0
 
 
@@ -288,22 +291,31 @@ def add_parsers(sub) -> None:
     from .tasks import TASKS
     p = sub.add_parser("train", help="train a network (float, PTQ, QAT) and export MODEL_DIR "
                                      "(needs the [train] extra)")
-    p.add_argument("--task", choices=TASKS, default="sdigits")
+    p.add_argument("--task", choices=TASKS, default="sdigits",
+                   help="the dataset (built in, nothing downloaded) (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, help="MODEL_DIR to write")
-    p.add_argument("--kind", choices=("s4d", "s5"), default="s4d")
-    p.add_argument("--channels", type=int, default=32, help="H, the residual stream width")
+    p.add_argument("--kind", choices=("s4d", "s5"), default="s4d",
+                   help="SSM layer kind (default: %(default)s)")
+    p.add_argument("--channels", type=int, default=32,
+                   help="H, the residual stream width (default: %(default)s)")
     p.add_argument("--modes", type=int, default=16,
-                   help="s4d: complex modes per channel (N/2); s5: states P")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=100, help="float epochs")
-    p.add_argument("--qat-epochs", type=int, default=6)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--qat-lr", type=float, default=0.002)
-    p.add_argument("--batch-size", type=int, default=64)
+                   help="s4d: complex modes per channel (N/2); s5: states P (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=2, help="SSM layers (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=100, help="float epochs (default: %(default)s)")
+    p.add_argument("--qat-epochs", type=int, default=6,
+                   help="QAT fine-tuning epochs; 0 skips QAT (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="float learning rate (default: %(default)s)")
+    p.add_argument("--qat-lr", type=float, default=0.002,
+                   help="QAT learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="training batch size (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=0.2,
-                   help="dropout after each SSM layer's activation (float training and QAT)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bits", type=int, default=8, help="width of every tensor (default 8)")
+                   help="dropout after each SSM layer's activation (float training and QAT) "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every random source (default: %(default)s)")
+    p.add_argument("--bits", type=int, default=8, help="width of every tensor (default: %(default)s)")
     p.add_argument("--weight-bits", type=int, help="Abar, Bbar, C, D, encoder, mixing, decoder")
     p.add_argument("--abar-bits", type=int, help="Abar alone (default: --weight-bits; with "
                                                  "--abar-form polar: the decoded Abar's width, "
@@ -311,12 +323,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--abar-form", choices=("cartesian", "polar"), default="cartesian",
                    help="how Abar is stored: cartesian (re, im in fixed<W,1>) or polar (1 - |Abar| "
                         "and arg Abar as mantissas with per-mode exponents, decoded exactly into "
-                        "fixed<W,1>; see golden/abar_polar.py)")
+                        "fixed<W,1>; see golden/abar_polar.py) (default: %(default)s)")
     p.add_argument("--rho-bits", type=int, help="--abar-form polar: radius mantissa bits "
                                                 "(default 4)")
     p.add_argument("--theta-bits", type=int, help="--abar-form polar: angle mantissa bits "
                                                   "(default 6)")
-    p.add_argument("--state-bits", type=int)
+    p.add_argument("--state-bits", type=int, help="the SSM state (default: --bits)")
     p.add_argument("--act-bits", type=int, help="network input, stream, SSM output, pool")
     p.add_argument("--lanes", type=int,
                    help="hardware.lanes of the exported config: states updated per cycle in each "
@@ -327,13 +339,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--train-subset", type=int, help="use the first N training samples")
     p.add_argument("--test-subset", type=int, help="use the first N test samples")
     p.add_argument("--calib", choices=FORMAT_CHOICES, default="mse",
-                   help="how each tensor's integer bits are chosen: mse (default: least "
-                        "quantization error on the calibration data, clipping rare large values) "
-                        "or range (cover the calibrated maximum / --calib-percentile); the state "
-                        "always covers its per-mode maximum")
+                   help="how each tensor's integer bits are chosen: mse (least quantization "
+                        "error on the calibration data, clipping rare large values) or range "
+                        "(cover the calibrated maximum / --calib-percentile); the state always "
+                        "covers its per-mode maximum (default: %(default)s)")
     p.add_argument("--calib-percentile", type=float, default=100.0,
                    help="--calib range: calibrate activation and state ranges to this percentile "
-                        "of |value| (default 100: the maximum; 99.99 clips outliers)")
+                        "of |value| (default: %(default)s, the maximum; 99.99 clips outliers)")
     p.add_argument("--no-equalize", action="store_true",
                    help="skip the per-mode B/C rescaling before PTQ (it leaves the float model's "
                         "function unchanged and gives small Bbar values of slow modes precision)")
@@ -344,7 +356,10 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("eval", help="accuracy of a MODEL_DIR on a task's test split")
     p.add_argument("model", help="MODEL_DIR (from ssmgen train) or its config.toml")
-    p.add_argument("--task", choices=TASKS, default="sdigits")
-    p.add_argument("--engine", choices=("float", "golden", "rtl"), default="golden")
+    p.add_argument("--task", choices=TASKS, default="sdigits",
+                   help="the dataset whose test split is used (default: %(default)s)")
+    p.add_argument("--engine", choices=("float", "golden", "rtl"), default="golden",
+                   help="float reference, golden integer network, or the generated Verilog "
+                        "(checked against golden on every logit) (default: %(default)s)")
     p.add_argument("--test-subset", type=int, help="use the first N test samples")
     p.set_defaults(func=cmd_eval)

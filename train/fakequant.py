@@ -83,7 +83,7 @@ class _Replace(torch.autograd.Function):
 
 
 def fake_quant_layer(abar, bbar, c, d, config, kind: str):
-    """Complex abar, bbar, c and real d (flat layout, see golden/weights.py) of one layer, through
+    """Complex abar, bbar, c and real d (flat layout, see ssmgen/spec/weights.py) of one layer, through
     ``golden.quantize.quantize_model(config, ...)`` -> (abar_re, abar_im, bbar_re, bbar_im, c_re,
     c_im, d, qlayer): the golden model's weights as exact float64 tensors, and the QuantizedSSM
     itself (its per-mode ``state_frac`` and accumulator plans)."""

@@ -16,7 +16,7 @@ and summed with the aligned bias (and residual) in ``plan.sum_bits`` bits, the d
 that holds the exact sum. Exact integer sums do not depend on their order, and two's-complement
 addition is exact modulo ``2**sum_bits``, so the folded sum equals the golden one bit for bit.
 The sum is then either passed out whole or moved into ``quantizer``'s format by
-:func:`ssmgen.hw.fixed.requantize`, as the golden model does.
+:func:`ssmgen.hw.datapath.fixed.requantize`, as the golden model does.
 
 Schedule (stages advance together; ``x`` padded with zeros to ``K * F`` elements)::
 

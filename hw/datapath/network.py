@@ -12,7 +12,7 @@ per input beat and one output beat per sequence::
 Arithmetic. Every linear layer (encoder, mixing, decoder) is exact and full precision: each
 product and the bias (and the residual) are aligned exactly to the accumulator's fraction bits
 (``QuantizedNetwork.*_acc``) and summed in ``plan.sum_bits`` bits, then
-:func:`ssmgen.hw.fixed.requantize` moves the sum into the residual-stream format
+:func:`ssmgen.hw.datapath.fixed.requantize` moves the sum into the residual-stream format
 (``quant.input``) exactly where the golden model does. ReLU is ``max(y, 0)`` on the SSM output
 (``quant.output``). The pooling sum is exact; the mean is ``Q_pool(s * M)`` with the golden's
 constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is full precision
@@ -20,7 +20,7 @@ constants ``(M, S) = pool_constants(network.steps)``, and the decoder sum is ful
 
 Folding. One timestep enters every G cycles (G = the SSM layers' ``cycles_per_timestep``), so
 each linear layer may take up to G cycles per vector. The mixing layers (and the encoder when
-H_in > 1) are :class:`~ssmgen.hw.folded_linear.FoldedLinear` units given G cycles: each of the
+H_in > 1) are :class:`~ssmgen.hw.datapath.folded_linear.FoldedLinear` units given G cycles: each of the
 H outputs has ``K = ceil(H / G)`` multiply-accumulators fed one chunk of the input per cycle
 (weights from a small ROM per output and lane), i.e. ``K * H`` multipliers instead of ``H * H``
 (the default sDigits model, H = G = 32: 32 instead of 1024 per layer), one vector every
@@ -31,7 +31,7 @@ The decoder runs once per sequence and gets ``network.steps * G`` cycles (at mos
 (constant weights, one vector per cycle), only pipelined. A one-input encoder (H_in = 1) is H
 constant products whatever G is, so it stays a combinational multiply-add in front of layer 0.
 Constant products (a one-input encoder's weights, each layer's D) are shifts and adds
-(``hw/const_product.py``), not multipliers: Yosys would give each a DSP block.
+(``hw/datapath/const_product.py``), not multipliers: Yosys would give each a DSP block.
 Each unit's latency is F + 4 cycles (input latch, F chunks, operand registers, products,
 accumulator, output register; F + 3 when F = 1, without operand registers).
 

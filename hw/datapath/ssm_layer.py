@@ -121,7 +121,7 @@ class SSMLayer(wiring.Component):
 
     def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False):
         self.model = model
-        #: D u as shifts and adds (hw/const_product.py) instead of a multiplier: the whole
+        #: D u as shifts and adds (hw/datapath/const_product.py) instead of a multiplier: the whole
         #: network sets it, where DSP blocks are scarce; a single layer keeps the multiplier.
         self.constants_in_logic = constants_in_logic
         self.lanes = model.config.hardware.lanes

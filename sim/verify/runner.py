@@ -1,7 +1,7 @@
 """Build a generated design with a simulator and run the cocotb testbench (``testbench.py``) on it.
 
 Builds are cached per Verilog content hash (``sim/simulators.py``), so rerunning the same design
-skips the (Verilator: ~15 s) compile.
+skips the compile (Verilator: seconds for a layer, minutes for a large network).
 """
 
 from __future__ import annotations
@@ -50,13 +50,14 @@ def check_stream(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | No
                  simulator: str = "verilator", seed: int = 0, idle_probability: float = 0.0,
                  stall_probability: float = 0.0, check_timing: bool = True,
                  cache_dir: Path | None = None, verbose: bool = False,
-                 raise_on_failure: bool = True) -> StreamCheck:
+                 raise_on_failure: bool = True, log_path=None) -> StreamCheck:
     """Stream input beats through a generated design under cocotb and check what comes out.
 
     inputs:   int64 (batch, T, input fields) in the manifest's ``u__payload`` field order
     expected: int64 (batch, outputs per sequence, output fields), compared bit for bit
     With ``raise_on_failure`` (the default) any failure raises SimulationError listing the
-    first ones; else they are returned in ``failures``."""
+    first ones; else they are returned in ``failures``. ``log_path``: where to keep the
+    simulator's log (by default it is dropped with the run's temporary folder)."""
     inputs = np.asarray(inputs, dtype=np.int64)
     if inputs.ndim != 3 or inputs.shape[0] < 1 or inputs.shape[1] < 1:
         raise ValueError(f"inputs must be int64 (batch, T, fields) with batch, T >= 1, not "
@@ -71,7 +72,8 @@ def check_stream(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | No
                          {"expected": None, "idle_probability": idle_probability,
                           "stall_probability": stall_probability, "check_timing": check_timing,
                           "max_cycles": budget},
-                         simulator=simulator, seed=seed, cache_dir=cache_dir, verbose=verbose)
+                         simulator=simulator, seed=seed, cache_dir=cache_dir, verbose=verbose,
+                         log_path=log_path)
     check = StreamCheck(
         outputs=res["outputs"], failures=[str(s) for s in res["failures"]],
         cycles_per_timestep=(float(res["cycles_per_timestep"]) if "cycles_per_timestep" in res
@@ -86,7 +88,7 @@ def check_stream(manifest_path, inputs: np.ndarray, *, expected: np.ndarray | No
 
 def _run_testbench(manifest_path, testbench_module: str, arrays: dict, settings: dict, *,
                    simulator: str = "verilator", seed: int = 0, cache_dir: Path | None = None,
-                   verbose: bool = False) -> dict:
+                   verbose: bool = False, log_path=None) -> dict:
     """Build (cached by the Verilog's hash) and run a cocotb testbench on a generated design.
 
     The testbench reads its job from the JSON file named by ``SSMGEN_JOB``: ``manifest``,
@@ -142,6 +144,9 @@ def _run_testbench(manifest_path, testbench_module: str, arrays: dict, settings:
                 crash = None
             except (SystemExit, Exception) as exc:    # also a failed check: results tell which
                 crash = exc
+            if log_path is not None and log.exists():
+                Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, log_path)
             if not (tmp / "results.npz").exists():
                 raise SimulationError(f"{simulator} run failed ({crash}); the testbench wrote no "
                                       f"results:\n{log_tail(log)}") from None

@@ -103,7 +103,9 @@ class QuantizedSSM:
     state_acc: AccumulatorPlan
     output_acc: AccumulatorPlan
     abar_corrected: int      #: modes pulled back inside the unit circle
-    saturated_weights: int   #: weights clamped by a saturating format
+    #: weights clamped by a saturating format, per tensor ("abar", "bbar", "c", "d"; only those
+    #: with any)
+    saturated: dict
     #: quant.abar.form = "polar": the stored radius/angle codes abar_re/abar_im decode from
     abar_polar: PolarCodes | None = None
 
@@ -121,6 +123,11 @@ class QuantizedSSM:
     @property
     def states(self) -> int:
         return self.config.model.states
+
+    @property
+    def saturated_weights(self) -> int:
+        """Weights clamped by a saturating format, all tensors together."""
+        return sum(self.saturated.values())
 
     @property
     def channel(self) -> np.ndarray:
@@ -194,6 +201,7 @@ class QuantizedSSM:
                           "state": [int(f) for f in self.state_frac]},
             "abar_corrected_poles": self.abar_corrected,
             "saturated_weights": self.saturated_weights,
+            "saturated_weights_by_tensor": dict(self.saturated),
         }
 
 
@@ -222,7 +230,9 @@ class QuantizedNetwork:
     pool_mult: int
     pool_shift: int
     pool_bits: int
-    saturated_weights: int
+    #: weights clamped by a saturating format, per tensor ("encoder", "layers.<l>.mix",
+    #: "layers.<l>.bbar", ...; only those with any)
+    saturated: dict
 
     design_kind = "network"
 
@@ -233,6 +243,10 @@ class QuantizedNetwork:
     @property
     def network(self):
         return self.config.network
+
+    @property
+    def saturated_weights(self) -> int:
+        return sum(self.saturated.values())
 
     @property
     def abar_corrected(self) -> int:
@@ -332,4 +346,5 @@ class QuantizedNetwork:
             "fractions": {"input": cfg.input.format.frac, "logits": self.logits_frac},
             "abar_corrected_poles": self.abar_corrected,
             "saturated_weights": self.saturated_weights,
+            "saturated_weights_by_tensor": dict(self.saturated),
         }
