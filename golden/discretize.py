@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec.weights import SSMWeights
+from ..spec.weights import NetworkWeights, SSMWeights
 
 __all__ = ["zoh", "random_weights"]
 
@@ -105,3 +105,18 @@ def random_weights(kind: str, *, channels: int, states: int, seed: int,
         return SSMWeights.from_arrays("s5", Abar=abar, Bbar=bbar, C=C, D=D,
                                       channels=H, states=P)
     raise ValueError(f"model kind must be 's4d' or 's5', not {kind!r}")
+
+
+def random_network_weights(config, rng: np.random.Generator) -> NetworkWeights:
+    """Demo weights of a whole network config: stable random layers (:func:`random_weights`,
+    ZOH steps 0.05..0.5) and normal random linear layers, all drawn from ``rng`` (tests and the
+    estimate's calibration designs use them)."""
+    net, model = config.network, config.model
+    H = model.channels
+    layers = tuple(random_weights(model.kind, channels=H, states=model.states,
+                                  seed=int(rng.integers(1 << 30)), dt_min=0.05, dt_max=0.5)
+                   for _ in range(net.layers))
+    return NetworkWeights(rng.normal(0, 1, (H, net.inputs)), rng.normal(0, 0.3, H), layers,
+                          tuple(rng.normal(0, 0.5, (H, H)) for _ in range(net.layers)),
+                          tuple(rng.normal(0, 0.2, H) for _ in range(net.layers)),
+                          rng.normal(0, 1, (net.classes, H)), rng.normal(0, 0.3, net.classes))

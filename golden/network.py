@@ -44,11 +44,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec.formats import FixedFormat
 from ..spec.quantized import AccumulatorPlan, QuantizedNetwork
 from ..spec.weights import NetworkWeights
 from .fixedpoint import quantize_float, requantize
 from .float_model import run_recurrent
-from .integer_model import run_integer
+from .integer_model import exact_matmul, run_integer
 
 __all__ = ["pool_constants", "run_float_network", "run_integer_network",
            "quantize_network_input", "predict"]
@@ -68,13 +69,18 @@ def pool_constants(steps: int) -> tuple[int, int]:
 # Integer model
 # --------------------------------------------------------------------------------------------
 
-def _linear(x, x_frac, w, w_frac, b, b_frac, plan: AccumulatorPlan, residual=None, res_frac=0):
+def _linear(x, x_fmt: FixedFormat, w, w_fmt: FixedFormat, b, b_frac, plan: AccumulatorPlan,
+            residual=None, res_frac=0):
     """Full-precision accumulator: sum_j w[o,j] x[..,j] + b[o] (+ residual[.., o]), exact, at
-    ``plan.frac`` fraction bits. x int64 (..., J); w int64 (O, J); returns int64 (..., O)."""
-    acc = np.left_shift(x @ w.T, plan.frac - (w_frac + x_frac))   # int64 matmul: exact
-    acc = acc + np.left_shift(b, plan.frac - b_frac)
+    ``plan.frac`` fraction bits. x int64 (..., J) in ``x_fmt``; w int64 (O, J) in ``w_fmt``;
+    returns int64 (..., O)."""
+    # |sum_j w x| <= J * max|w| * max|x| from the formats: exact_matmul takes float32/float64
+    # (BLAS) when that bound allows, else int64
+    bound = w.shape[1] * (-w_fmt.min_int) * (-x_fmt.min_int)
+    acc = np.left_shift(exact_matmul(x, w.T, bound), plan.frac - (w_fmt.frac + x_fmt.frac))
+    acc += np.left_shift(b, plan.frac - b_frac)
     if residual is not None:
-        acc = acc + np.left_shift(residual, plan.frac - res_frac)
+        acc += np.left_shift(residual, plan.frac - res_frac)
     return acc
 
 
@@ -113,8 +119,8 @@ def run_integer_network(qnet: QuantizedNetwork, u_int, *, return_intermediates: 
     if u_int.size and (u_int.min() < fmt.min_int or u_int.max() > fmt.max_int):
         raise ValueError(f"input integers must lie in {fmt.min_int}..{fmt.max_int} ({fmt})")
     u_int = u_int.astype(np.int64)
-    fs, fy = q.input.format.frac, q.output.format.frac
-    acc = _linear(u_int, net.input.format.frac, qnet.encoder_w, net.encoder.format.frac,
+    fs = q.input.format.frac
+    acc = _linear(u_int, net.input.format, qnet.encoder_w, net.encoder.format,
                   qnet.encoder_b, net.encoder_bias.format.frac, qnet.encoder_acc)
     a = requantize(acc, qnet.encoder_acc.frac, q.input)
     streams, ssm_outs = [a], []
@@ -122,13 +128,13 @@ def run_integer_network(qnet: QuantizedNetwork, u_int, *, return_intermediates: 
         y = run_integer(layer, a)
         ssm_outs.append(y)
         r = _activation(net.activation, y)
-        acc = _linear(r, fy, qnet.mix_w[l], net.mix.format.frac, qnet.mix_b[l],
+        acc = _linear(r, q.output.format, qnet.mix_w[l], net.mix.format, qnet.mix_b[l],
                       net.mix_bias.format.frac, qnet.mix_acc, residual=a, res_frac=fs)
         a = requantize(acc, qnet.mix_acc.frac, q.input)
         streams.append(a)
     total = a.sum(axis=1)                                          # exact: T * 2**(Ws-1) bound
     pooled = requantize(total * qnet.pool_mult, fs + qnet.pool_shift, net.pool)
-    z = _linear(pooled, net.pool.format.frac, qnet.decoder_w, net.decoder.format.frac,
+    z = _linear(pooled, net.pool.format, qnet.decoder_w, net.decoder.format,
                 qnet.decoder_b, net.decoder_bias.format.frac, qnet.decoder_acc)
     logits = z if net.logits is None else requantize(z, qnet.decoder_acc.frac, net.logits)
     if return_intermediates:

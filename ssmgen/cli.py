@@ -108,6 +108,40 @@ def cmd_verify(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_sweep(args) -> int:
+    from .sweep.config import load_sweep
+    from .sweep.outputs import export_design, write_outputs
+    from .sweep.runner import run_sweep
+    sweep = load_sweep(args.sweep)
+    out = Path(args.output)
+    results = run_sweep(sweep, out, workers=args.workers, dask=args.dask,
+                        synthesize=args.synthesize, show_progress=not args.no_progress, say=say)
+    written = write_outputs(results, out)
+    counts = results["counts"]
+    print(f"{sweep.name}: {counts['points']} points, {counts['pruned']} pruned by the estimate, "
+          f"{counts['failed']} failed, {counts['synthesized']} synthesized; Pareto set: "
+          f"{len(results['pareto'])} point(s)")
+    fit = next((r for r in results["points"] if r["fit"]), None)
+    if fit is None:
+        print("fit: no point is known to meet the constraints")
+    else:
+        axes = ", ".join(f"{k[5:]}={v}" for k, v in fit.items() if k.startswith("axis."))
+        resources = ", ".join(f"{r} {fit[r]}" for r in ("luts", "ffs", "dsps", "brams")
+                              if fit.get(r) is not None)
+        rate = (f", {fit['timesteps_per_s']:.4g} timesteps/s" if fit.get("timesteps_per_s")
+                else "")
+        print(f"fit: point {fit['id']} ({axes}): {fit['quality_metric']} {fit['quality']:.4g}, "
+              f"{resources}{rate} (from {fit['figures_from']})")
+    failed = [r for r in results["points"] if r["status"] == "failed"]
+    for row in failed[:5]:
+        warn(f"point {row['id']} failed: {row['reason']}")
+    print(f"wrote {', '.join(written)} to {out}")
+    if args.export_best:
+        path = export_design(results, args.export_best)
+        print(f"exported the fit answer to {path}")
+    return 0
+
+
 def cmd_init(args) -> int:
     sys.stdout.write(starter_config(args.kind, name=args.name))
     return 0
@@ -239,6 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the simulator log of a failing seed")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("sweep", help="co-design sweep: formats, parallelism and targets against "
+                                     "quality, resources and throughput",
+                       description="Explore the axes of a sweep file (docs/sweeps.md): each point "
+                                   "is estimated, pruned when it cannot meet the constraints, "
+                                   "measured (golden model), and synthesized when it can still "
+                                   "be on the Pareto front; results are cached in DIR/cache.")
+    p.add_argument("sweep", help="sweep file (TOML)")
+    p.add_argument("-o", "--output", required=True,
+                   help="folder for results.csv/json, pareto.csv, plots, report.md and the cache")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel jobs (default: the machine's cores)")
+    p.add_argument("--dask", metavar="local|ADDRESS", default=None,
+                   help="run the jobs on Dask: 'local' starts a LocalCluster, else the address "
+                        "of a running scheduler (tcp://host:8786); needs the [dask] extra")
+    p.add_argument("--synthesize", choices=("candidates", "all", "none"), default=None,
+                   help="override the sweep file's strategy.synthesize")
+    p.add_argument("--export-best", metavar="DIR",
+                   help="write the fit answer as a ready config (and its weights) into DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("init", help="print a commented starting config (redirect it to a file)")
     p.add_argument("--kind", choices=KINDS, default="s4d",

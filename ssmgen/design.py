@@ -370,7 +370,8 @@ class Design:
         return synthesize(self, target, out_dir, place=place, progress=progress)
 
     def estimate(self, target: str) -> dict:
-        """The analytic resource model (no tools; single layers only: ``synth/estimate.py``)."""
+        """The analytic resource model (no tools: ``synth/estimate.py``; its measured error is
+        in docs/synthesis.md)."""
         return estimate(self, target)
 
     def build_board(self, board: str, out_dir, **options) -> dict:

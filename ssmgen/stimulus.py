@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STIMULI", "make_stimulus", "smooth_inputs"]
+__all__ = ["STIMULI", "make_stimulus", "smooth_inputs", "smooth_real", "stimulus_real"]
 
 STIMULI = ("full-range", "smooth", "extremes")
 
@@ -21,10 +21,13 @@ STIMULI = ("full-range", "smooth", "extremes")
 def smooth_inputs(design, *, batch: int, steps: int, seed: int) -> np.ndarray:
     """A smooth random signal within the design's input range, in real units: a clipped
     random walk."""
+    return smooth_real(design.input_quantizer.format, (batch, steps, design.input_channels), seed)
+
+
+def smooth_real(fmt, shape, seed: int) -> np.ndarray:
+    """A clipped random walk of ``shape`` within ``fmt``'s range, in real units."""
     rng = np.random.default_rng(seed)
-    fmt = design.input_quantizer.format
-    u = np.cumsum(rng.normal(0, 0.3, (batch, steps, design.input_channels)), axis=1)
-    return np.clip(u, fmt.min_value, fmt.max_value)
+    return np.clip(np.cumsum(rng.normal(0, 0.3, shape), axis=1), fmt.min_value, fmt.max_value)
 
 
 def _extremes(rng, fmt, shape) -> np.ndarray:
@@ -42,19 +45,30 @@ def _extremes(rng, fmt, shape) -> np.ndarray:
     return out
 
 
+def stimulus_real(kind: str, fmt, shape, seed: int) -> np.ndarray:
+    """A stimulus of ``kind`` (one of :data:`STIMULI`) in real units, drawn for input format
+    ``fmt`` (the integers of full-range and extremes are exact values of ``fmt``)."""
+    if kind == "smooth":
+        return smooth_real(fmt, shape, seed)
+    rng = np.random.default_rng(seed)
+    if kind == "full-range":
+        ints = rng.integers(fmt.min_int, fmt.max_int + 1, shape)
+    elif kind == "extremes":
+        ints = _extremes(rng, fmt, shape)
+    else:
+        raise ValueError(f"--stimulus: must be one of {', '.join(STIMULI)} or a .npy file of "
+                         f"real inputs, not {kind!r}")
+    return np.ldexp(ints.astype(np.float64), -fmt.frac)
+
+
 def make_stimulus(design, stimulus: str, *, sequences: int, steps: int, seed: int) -> np.ndarray:
     """int64 (sequences, steps, input channels) in the design's input format. ``stimulus``: one
     of :data:`STIMULI` or the path of a ``.npy`` file of real inputs (then ``sequences`` and
     ``steps`` come from the file)."""
-    fmt = design.input_quantizer.format
-    rng = np.random.default_rng(seed)
     shape = (sequences, steps, design.input_channels)
-    if stimulus == "full-range":
-        return rng.integers(fmt.min_int, fmt.max_int + 1, shape)
-    if stimulus == "smooth":
-        return design.quantize_input(smooth_inputs(design, batch=sequences, steps=steps, seed=seed))
-    if stimulus == "extremes":
-        return _extremes(rng, fmt, shape)
+    if stimulus in STIMULI:
+        return design.quantize_input(stimulus_real(stimulus, design.input_quantizer.format,
+                                                   shape, seed))
     path = Path(stimulus)
     if path.suffix != ".npy":
         raise ValueError(f"--stimulus: must be one of {', '.join(STIMULI)} or a .npy file of real "

@@ -122,16 +122,20 @@ def _yosys_parallel(jobs: list[tuple], target: Target, work: Path, progress) -> 
 #: (``hw/datapath/ssm_layer.py``: Product.what).
 OPERATORS = {"Abar·x": ("abar_re*(x_re+x_im)", "x_im*abar_sum", "x_re*abar_dif", "abar_re*x_re",
                         "abar_im*x_im", "abar_re*x_im", "abar_im*x_re"),
-             "Bbar·u": ("bbar*u",), "C·x": ("c_re*x_new_re", "c_im*x_new_im"), "D·u": ("d*u",)}
+             "Bbar·u": ("bbar*u",), "C·x": ("c_re*x_new_re", "c_im*x_new_im"), "D·u": ("d*u",),
+             # a network's folded linear layers (encoder, mixing, decoder) and its mean pooling
+             "W·x": ("w*x",), "pool·M": ("pool*m",)}
 
 
 def multiplier_totals(multipliers: list[dict]) -> dict:
-    """Per operator of the specification (Abar·x, Bbar·u, C·x, D·u): how many multipliers Yosys
-    keeps, how many DSP blocks they take and how many are left, whole or in part, to LUTs."""
+    """Per operator of the specification (Abar·x, Bbar·u, C·x, D·u; a network's W·x and pool·M)
+    that has any: how many multipliers Yosys keeps, how many DSP blocks they take and how many
+    are left, whole or in part, to LUTs."""
     operator_of = {what: op for op, whats in OPERATORS.items() for what in whats}
-    totals = {op: {"multipliers": 0, "dsps": 0, "in_luts": 0} for op in OPERATORS}
+    totals = {}
     for mul in multipliers:
-        entry = totals[operator_of[mul["what"]]]
+        entry = totals.setdefault(operator_of.get(mul["what"], mul["what"]),
+                                  {"multipliers": 0, "dsps": 0, "in_luts": 0})
         entry["multipliers"] += 1
         entry["dsps"] += mul["dsps"]
         entry["in_luts"] += bool(mul["soft"])
@@ -169,8 +173,8 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
     network) for one target; write report.json.
 
     Returns the report. An over-capacity design gives ``fits: false`` and ``overflow`` lines
-    naming each resource (place and route is then skipped). The analytic estimate is calibrated
-    on single layers: a network's report has none.
+    naming each resource (place and route is then skipped). The analytic estimate stands beside
+    Yosys's counts (its measured error: docs/synthesis.md).
     """
     if target_name not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {target_name!r}")
@@ -199,9 +203,8 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
         "accelerator_percent": {r: round(100.0 * accel.get(r, 0) / cap, 2)
                                 for r, cap in target.capacity.items() if cap},
     }
-    if design.kind == "layer":
-        report["estimate"] = estimate(design, target_name)   # analytic model beside Yosys's counts
-        report["multipliers_by_operator"] = multiplier_totals(report["estimate"]["multipliers"])
+    report["estimate"] = estimate(design, target_name)   # analytic model beside Yosys's counts
+    report["multipliers_by_operator"] = multiplier_totals(report["estimate"]["multipliers"])
     overflow = overflow_lines(accel, target)
     report["fits"] = not overflow
     report["overflow"] = overflow

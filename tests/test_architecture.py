@@ -27,7 +27,7 @@ RANKS = {
     "ssmgen.sim": 3, "ssmgen.synth": 3,
     "ssmgen.design": 4,
     "ssmgen.stimulus": 4.5,
-    "ssmgen.train": 5, "ssmgen.verify": 5,
+    "ssmgen.train": 5, "ssmgen.verify": 5, "ssmgen.sweep": 5.5,
     "ssmgen.demo": 6, "ssmgen.testing": 6,
     "ssmgen.cli": 7,
 }

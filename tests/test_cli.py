@@ -15,7 +15,8 @@ from ssmgen.cli import main
 from ssmgen.sim.simulators import available_simulators
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+# the layer configs (the sweep_*.toml beside them are sweep files)
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml") if not p.name.startswith("sweep_"))
 # Icarus needs no compile step: use it for the CLI round trips when it is there.
 FAST_SIM = "icarus" if "icarus" in available_simulators() else "verilator"
 

@@ -6,7 +6,11 @@
   and which command). Entries the model is known to miss by more than 15% (LUTs or FFs) carry
   "lut_model_miss" and are strict xfails, so an improvement shows up as XPASS;
 * cycles per timestep and latency equal SSMLayer's for every regression config;
-* the mul2dsp rules against single-multiplier Yosys probes.
+* the mul2dsp rules against single-multiplier Yosys probes;
+* tests/baselines/estimate_holdout.json: random single layers and whole networks
+  (benchmarks/estimate_holdout.py): DSP counts exact, networks included; on the held-out designs,
+  which no fit uses, the estimate stays within the error bounds synth/estimate.py exposes for
+  pruning; a network's estimate takes well under two seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from synth_configs import ESTIMATE_PROBES, SYNTH_CONFIGS
 from ssmgen.design import Design
 from ssmgen.hw.datapath.ssm_layer import SSMLayer
 from ssmgen.spec.config import parse_config
-from ssmgen.synth.estimate import dsp_blocks, estimate
+from ssmgen.synth.estimate import dsp_blocks, error_bounds, estimate, least_counts
+from ssmgen.synth.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = json.loads((ROOT / "tests" / "baselines" / "synth.json").read_text())
@@ -128,3 +133,111 @@ def test_mul2dsp_rules_match_yosys_probes(a, b, ice40, ecp5):
 def test_unknown_target_is_rejected():
     with pytest.raises(ValueError, match="target must be one of"):
         estimate(_model("synth:s4d_tiny"), "virtex")
+
+
+# --- out of sample: the held-out designs of benchmarks/estimate_holdout.py ---------------------
+#
+# tests/baselines/estimate_holdout.json holds Yosys's counts of random designs (single layers and
+# whole networks) that no fit uses ("holdout") and of the calibration designs the fit uses
+# ("calibration"). The estimate must stay inside the error bounds synth/estimate.py exposes for
+# pruning (error_bounds: the worst errors measured on the held-out designs), and DSP counts must be
+# exact everywhere, networks included.
+
+HOLDOUT = json.loads((ROOT / "tests" / "baselines" / "estimate_holdout.json").read_text())
+
+
+def _holdout_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "estimate_holdout", ROOT / "benchmarks" / "estimate_holdout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_HOLDOUT_DESIGNS: dict = {}
+
+
+def _holdout_estimate(which: str, name: str, target: str) -> dict:
+    if (which, name) not in _HOLDOUT_DESIGNS:
+        entry = next(e for e in HOLDOUT[which]["designs"] if e["name"] == name)
+        _HOLDOUT_DESIGNS[which, name] = _holdout_module().design_of(entry)
+    key = (f"{which}:{name}", target)
+    if key not in _ESTIMATES:
+        _ESTIMATES[key] = estimate(_HOLDOUT_DESIGNS[which, name], target)
+    return _ESTIMATES[key]
+
+
+def _holdout_runs(which: str, kind: str | None = None) -> list:
+    kinds = {e["name"]: e["kind"] for e in HOLDOUT[which]["designs"]}
+    return [pytest.param(which, run, id=f"{run['name']}-{run['target']}")
+            for run in HOLDOUT[which]["runs"] if kind is None or kinds[run["name"]] == kind]
+
+
+def test_holdout_and_calibration_sets_are_disjoint():
+    """The fit never sees a held-out design: the two seeded sets share no config."""
+    held = [json.dumps(e["config"], sort_keys=True) for e in HOLDOUT["holdout"]["designs"]]
+    fitted = {json.dumps(e["config"], sort_keys=True) for e in HOLDOUT["calibration"]["designs"]}
+    assert held and not fitted & set(held)
+    assert {e["kind"] for e in HOLDOUT["holdout"]["designs"]} == {"layer", "network"}
+
+
+@pytest.mark.parametrize("which,run", _holdout_runs("holdout", "network")
+                         + _holdout_runs("calibration", "network"))
+def test_network_dsp_count_is_exact(which, run):
+    """Whole networks: every multiplier of the layers, the folded linear units and the pooling,
+    mapped as mul2dsp does, gives Yosys's DSP count exactly (and its block RAMs)."""
+    est = _holdout_estimate(which, run["name"], run["target"])
+    assert est["dsps"] == run["accelerator"]["dsps"]
+    assert est["brams"] == run["accelerator"]["brams"]
+
+
+@pytest.mark.parametrize("which,run", _holdout_runs("holdout", "layer")
+                         + _holdout_runs("calibration", "layer"))
+def test_random_layer_dsp_count_is_exact(which, run):
+    assert _holdout_estimate(which, run["name"], run["target"])["dsps"] == run["accelerator"]["dsps"]
+
+
+@pytest.mark.parametrize("which,run", _holdout_runs("holdout"))
+def test_holdout_error_within_exposed_bounds(which, run):
+    """On every held-out run the estimate's relative error lies within error_bounds(family,
+    kind), so pruning with those bounds never drops a design that fits (least_counts <= Yosys)."""
+    kinds = {e["name"]: e["kind"] for e in HOLDOUT[which]["designs"]}
+    family = TARGETS[run["target"]].family
+    bounds = error_bounds(family, kinds[run["name"]])
+    est = _holdout_estimate(which, run["name"], run["target"])
+    for resource, (lo, hi) in bounds.items():
+        measured = run["accelerator"][resource]
+        error = (est[resource] - measured) / max(measured, 1)
+        assert lo - 1e-9 <= error <= hi + 1e-9, (
+            f"{run['name']}/{run['target']}: {resource} {est[resource]} vs Yosys {measured} "
+            f"({100 * error:+.1f}%) outside the held-out bounds ({100 * lo:+.1f}%, {100 * hi:+.1f}%): "
+            f"re-run benchmarks/estimate_holdout.py --stored --update after a model change")
+        least = least_counts(est, run["target"], kinds[run["name"]])[resource]
+        assert least <= measured + 1e-6
+
+
+def test_error_bounds_cover_both_kinds_and_families():
+    for family in ("ice40", "ecp5"):
+        for kind in ("layer", "network"):
+            bounds = error_bounds(family, kind)
+            assert set(bounds) == {"luts", "ffs", "dsps"}
+            assert bounds["dsps"] == (0.0, 0.0)
+            for lo, hi in bounds.values():
+                assert lo <= 0.0 <= hi
+    with pytest.raises(ValueError, match="no held-out error bounds"):
+        error_bounds("virtex", "layer")
+
+
+def test_network_estimate_is_fast():
+    """Sweeps estimate thousands of points: a small whole network (the largest held-out one)
+    takes well under two seconds (elaboration and the netlist walk, no tools)."""
+    import time
+    entry = max((e for e in HOLDOUT["holdout"]["designs"] if e["kind"] == "network"),
+                key=lambda e: len(json.dumps(e["config"])))
+    design = _holdout_module().design_of(entry)
+    started = time.perf_counter()
+    est = estimate(design, "ice40-up5k")
+    assert time.perf_counter() - started < 2.0
+    assert est["cycles_per_timestep"] == design.cycles_per_timestep
+    assert est["latency_cycles"] == design.latency

@@ -11,6 +11,8 @@ generator is seeded; messages name the case and seed.
 
 from __future__ import annotations
 
+import re
+
 import random
 from fractions import Fraction
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 from test_integer_model import pow2, ref_format, ref_quantize, ref_round, ref_run
 
-from ssmgen.golden.discretize import random_weights
+from ssmgen.golden.discretize import random_network_weights as golden_random_network_weights
 from ssmgen.golden.network import (
     pool_constants,
     predict,
@@ -75,15 +77,7 @@ def network_dict(rng: random.Random, *, kind, H, modes, layers, inputs, classes,
 
 
 def random_network_weights(rng_np: np.random.Generator, config) -> NetworkWeights:
-    net, model = config.network, config.model
-    H = model.channels
-    layers = tuple(random_weights(model.kind, channels=H, states=model.states,
-                                  seed=int(rng_np.integers(1 << 30)), dt_min=0.05, dt_max=0.5)
-                   for _ in range(net.layers))
-    return NetworkWeights(rng_np.normal(0, 1, (H, net.inputs)), rng_np.normal(0, 0.3, H), layers,
-                          tuple(rng_np.normal(0, 0.5, (H, H)) for _ in range(net.layers)),
-                          tuple(rng_np.normal(0, 0.2, H) for _ in range(net.layers)),
-                          rng_np.normal(0, 1, (net.classes, H)), rng_np.normal(0, 0.3, net.classes))
+    return golden_random_network_weights(config, rng_np)
 
 
 def ref_network(qnet, u_int):
@@ -290,3 +284,28 @@ def test_bad_inputs_are_rejected(tmp_path):
         run_integer_network(qnet, np.zeros((1, 5, 1), dtype=np.int64))
     with pytest.raises(ValueError, match="integers"):
         run_integer_network(qnet, np.zeros((1, 4, 1)))
+
+
+@pytest.mark.parametrize("layer_quant,message", [
+    ({"2": {"state": {"format": "fixed<8,2>"}}}, "network.layer_quant.2: not a layer; allowed: 0..1"),
+    ({"0": {"input": {"format": "fixed<8,2>"}}}, "network.layer_quant.0: unknown key(s) input"),
+    ({"1": {"bbar": {"format": "fixed<30,2>"}}}, "network.layer_quant.1: quant.bbar.format"),
+    ({"1": {"abar": {"form": "polar"}}}, "network.layer_quant.1: quant.abar.rho_bits: missing"),
+])
+def test_layer_quant_errors_name_the_layer_and_field(layer_quant, message, tmp_path):
+    data, _, _ = _write(tmp_path, kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=2, steps=4)
+    data["network"]["layer_quant"] = layer_quant
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data, base_dir=tmp_path)
+
+
+def test_layer_quant_gives_each_layer_its_formats(tmp_path):
+    data, _, weights = _write(tmp_path, kind="s5", H=2, modes=2, layers=2, inputs=1, classes=2,
+                              steps=4)
+    data["network"]["layer_quant"] = {"1": {"c": {"format": "fixed<4,1>", "overflow": "saturate"}}}
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.layer(0).quant.c == config.quant.c
+    assert str(config.layer(1).quant.c.format) == "fixed<4,1>"
+    assert config.layer(1).quant.bbar == config.quant.bbar
+    qnet = quantize_network(config, weights)
+    assert qnet.layers[1].config.quant.c.format.width == 4

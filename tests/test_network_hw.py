@@ -117,6 +117,42 @@ def test_random_networks_match_golden_with_stalls(case_index):
     np.testing.assert_array_equal(preds, predict(want), err_msg=f"{where}: predictions")
 
 
+def mixed_precision(qnet, seed: int):
+    """The same network with each layer's own formats (``network.layer_quant``): layer 1 gets
+    a narrower state, Bbar, C and a polar Abar; layer 0 a narrow explicit state accumulator."""
+    import copy
+    data = copy.deepcopy(qnet.config.source)
+    state = parse_config(data).quant.state.format
+    data["network"]["layer_quant"] = {
+        "0": {"state_acc": {"format": f"fixed<{state.width + 4},{state.int_bits + 2}>",
+                            "rounding": "floor", "overflow": "saturate"}},
+        "1": {"state": {"format": f"fixed<{state.width - 2},{state.int_bits}>"},
+              "bbar": {"format": "fixed<5,-1>", "overflow": "saturate"},
+              "c": {"format": "fixed<5,1>", "overflow": "saturate"},
+              "abar": {"format": "fixed<14,1>", "form": "polar", "rho_bits": 3,
+                       "theta_bits": 5}}}
+    data["network"].pop("state_int_bits", None)
+    return quantize_network(parse_config(data), qnet.float_weights)
+
+
+def test_mixed_precision_per_layer_matches_golden():
+    """Each layer with its own formats is a real hardware option: bit-exact with golden, and
+    each SSMLayer is built in its layer's formats."""
+    seed = SEED + 50
+    qnet = mixed_precision(build_network(CASES[2], seed), seed)
+    formats = [layer.describe_formats() for layer in qnet.layers]
+    assert formats[0]["state_acc"] != formats[1]["state_acc"]
+    assert formats[1]["abar"].startswith("polar: rho 3-bit") and "fixed<5,-1>" in formats[1]["bbar"]
+    u = random_inputs(qnet, 3, seed)
+    want = run_integer_network(qnet, u)
+    got, preds, _, _, dut = simulate_network(qnet, u, seed=seed, idle=0.3, stall=0.4)
+    np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
+    np.testing.assert_array_equal(preds, predict(want))
+    assert [layer.model.config.quant.bbar.format.width for layer in dut.layers] == \
+        [qnet.config.quant.bbar.format.width, 5]
+    assert Design.from_quantized(qnet).manifest["layer_formats"] == formats
+
+
 @pytest.mark.parametrize("case_index", [0, 2, 6, 7, 8])
 def test_full_rate_throughput_and_latency(case_index):
     """Without stalls the accelerator takes one beat every cycles_per_timestep cycles, and each

@@ -79,14 +79,17 @@ def test_baseline_multipliers_are_registered():
 
 def test_whole_network_synthesizes_and_places(tmp_path):
     """`synthesize` on a QuantizedNetwork: the whole model (encoder, layer, mixing, pooling,
-    decoder, arg-max) through Yosys and nextpnr, with no analytic estimate (that covers a single
-    layer)."""
+    decoder, arg-max) through Yosys and nextpnr, with the analytic estimate beside: its DSP
+    count exact, its multipliers by operator."""
     from test_network_hw import SEED, build_network
     qnet = build_network(dict(kind="s4d", H=2, modes=1, layers=1, inputs=1, classes=3, steps=4),
                          SEED)
     # (its constant weights map to multiplier blocks: 19 of them, more than an UP5K has)
     report = synthesize(Design.from_quantized(qnet), "ecp5-25k", tmp_path, progress=lambda msg: None)
-    assert report["kind"] == "network" and "estimate" not in report
+    assert report["kind"] == "network"
+    assert report["estimate"]["dsps"] == report["accelerator"]["dsps"]
+    assert set(report["multipliers_by_operator"]) <= {"Abar·x", "Bbar·u", "C·x", "D·u", "W·x",
+                                                      "pool·M"}
     assert report["fits"] and report["accelerator"]["luts"] > 0
     assert report["fmax_valid"] and report["fmax_mhz"] > 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())

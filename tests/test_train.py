@@ -383,3 +383,45 @@ def test_sfreq_task_is_deterministic_and_balanced():
     assert np.bincount(a.y_train, minlength=8).min() > 150
     with pytest.raises(ValueError, match="task must be one of"):
         load_task("mnist")
+
+
+def test_sweep_over_a_trained_model(model_dir, tmp_path):
+    """`ssmgen sweep` with a MODEL_DIR base: each point is PTQ of the model at its widths
+    (formats calibrated anew), its accuracy the golden network's on the test split; a per-layer
+    width is that layer's own format (network.layer_quant); the exported config reproduces the
+    point's accuracy."""
+    from ssmgen.spec.config import load_config as load
+    from ssmgen.sweep.config import load_sweep
+    from ssmgen.sweep.outputs import export_design
+    from ssmgen.sweep.runner import run_sweep
+    from ssmgen.train.tasks import load_task
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(f'''
+[base]
+model = "{model_dir}"
+[axes]
+width = [3, 8]
+"width.layers.0.state" = [6, 10]
+[constraints]
+fit_device = false
+[strategy]
+synthesize = "none"
+[quality]
+test_subset = 40
+''')
+    results = run_sweep(load_sweep(sweep_file), tmp_path / "out", workers=1,
+                        show_progress=False, say=lambda _: None)
+    rows = {(r["axis.width"], r["axis.width.layers.0.state"]): r for r in results["points"]}
+    assert len(rows) == 4 and all(r["quality_metric"] == "accuracy" for r in rows.values())
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert rows[(8, 10)]["quality"] >= rows[(3, 6)]["quality"]
+    config = rows[(8, 6)]["config"]
+    assert config["network"]["layer_quant"]["0"]["state"]["format"].startswith("fixed<6,")
+    best = export_design(results, tmp_path / "best", point_id=rows[(8, 10)]["id"])
+    exported = load(best)
+    assert exported.layer(0).quant.state.format.width == 10
+    task = load_task("sdigits").subset(None, 40)
+    design = Design.load(best)
+    logits = design.reference(design.quantize_input(task.x_test))
+    accuracy = float(np.mean(np.argmax(logits, axis=-1) == task.y_test))
+    assert accuracy == rows[(8, 10)]["quality"]

@@ -22,7 +22,8 @@ from ssmgen.stimulus import make_stimulus
 from ssmgen.verify import parse_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+# the layer configs (the sweep_*.toml beside them are sweep files)
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml") if not p.name.startswith("sweep_"))
 SMALL = ROOT / "examples" / "s5_small.toml"
 # Icarus needs no compile step: use it for the round trips when it is there.
 FAST_SIM = "icarus" if "icarus" in available_simulators() else "verilator"

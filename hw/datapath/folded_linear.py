@@ -56,6 +56,7 @@ from amaranth.lib.wiring import In, Out
 from ...spec.formats import Quantizer
 from .fixed import requantize
 from .signals import wire
+from .ssm_layer import Product
 
 __all__ = ["FoldedLinear"]
 
@@ -101,6 +102,9 @@ class FoldedLinear(wiring.Component):
     operand_stage : bool   F > 1: the multiplier operands are registered after their selects
     latency : int          F + 3 + operand_stage: cycles from an accepted input beat to its
                            output's valid
+    products : list        every multiplication of the last elaboration
+                           (:class:`~ssmgen.hw.datapath.ssm_layer.Product`), for the resource
+                           estimate (``synth/estimate.py``)
     """
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
@@ -148,6 +152,10 @@ class FoldedLinear(wiring.Component):
                              f"vector), not {interval}")
         self.interval = interval
         self.w_width = _signed_width(self.weights.ravel())
+        #: Every multiplication of the last elaboration (:class:`Product`): per (output, lane)
+        #: the weights it takes, one per chunk (a ROM) or one (a constant), times the lane's
+        #: input; for the resource estimate.
+        self.products: list[Product] = []
         out_width = sum_bits if quantizer is None else quantizer.format.width
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": side_width}
         if residual is not None:
@@ -179,6 +187,7 @@ class FoldedLinear(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self.products = []
         out_count, in_count = self.weights.shape
         K, F, N = self.lanes, self.fold, self.interval
         wx, ww = self.in_width, self.w_width
@@ -260,6 +269,13 @@ class FoldedLinear(wiring.Component):
             with m.If(advance):
                 m.d.sync += product.eq(weight * chunk[i])
             products[o].append(product)
+            # recorded as the layer's products are: the weights per chunk (or the constant),
+            # their declared width, and the lane's input, shared by every output
+            column = self._column(o, i)
+            self.products.append(Product(
+                weight, chunk[i], product,
+                (column[0],) if isinstance(weight, Const) else tuple(column), ww, wx,
+                ("x_lane", i), "w*x"))
         base = [Signal(signed(self.sum_bits), name=f"base{o}") for o in range(out_count)]
         with m.If(advance):
             m.d.sync += [p_valid.eq(flags["valid"]), p_first.eq(flags["first"]),

@@ -63,7 +63,7 @@ from .fixed import requantize
 from .folded_linear import FoldedLinear
 from .register_slice import RegisterSlice
 from .signals import wire
-from .ssm_layer import SSMLayer
+from .ssm_layer import Product, SSMLayer
 
 #: Arg-max tournament levels (a compare and a select each) between register slices.
 ARGMAX_LEVELS_PER_SLICE = 2
@@ -166,6 +166,10 @@ class NetworkAccelerator(wiring.Component):
                              f"{cfg.activation!r}")
         self.net = net
         self.channels = H
+        #: The multiplications the last elaboration built outside the layers and the folded
+        #: units (:class:`Product`; the pooling's ``s * M``), for the resource estimate; the
+        #: layers' and units' own are in their ``products``.
+        self.products: list[Product] = []
         # D u in logic: DSP blocks are what a whole network runs out of first
         self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
         groups = {layer.cycles_per_timestep for layer in self.layers}
@@ -269,6 +273,7 @@ class NetworkAccelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self.products = []
         net, cfg, q = self.net, self.net.network, self.net.config.quant
         H = self.channels
         fu, fs = cfg.input.format.frac, q.input.format.frac
@@ -359,7 +364,11 @@ class NetworkAccelerator(wiring.Component):
             with m.If(src_last):
                 m.d.sync += pooled_valid.eq(1)
                 for h in range(H):
-                    mean = requantize(totals[h] * Const(net.pool_mult), fs + net.pool_shift, cfg.pool)
+                    multiplier = Const(net.pool_mult)
+                    self.products.append(Product(
+                        multiplier, totals[h], None, (int(net.pool_mult),), len(multiplier),
+                        sum_width, ("pool_total", h), "pool*m"))
+                    mean = requantize(totals[h] * multiplier, fs + net.pool_shift, cfg.pool)
                     m.d.sync += pooled[h].eq(mean)
 
         # The folded decoder (it latches the pooled features), then a register slice before

@@ -156,19 +156,26 @@ class SSMConfig:
     source: dict = field(default_factory=dict, compare=False, repr=False)
     #: ``[network]``: a whole model; None: one layer.
     network: NetworkConfig | None = None
+    #: per network layer: its own QuantConfig (``[network.layer_quant.<l>]`` merged over
+    #: ``[quant.*]``), or None where the layer uses ``quant``
+    layer_quants: tuple = ()
 
     @property
     def cycles_per_timestep(self) -> int:
         return self.model.states // self.hardware.lanes
 
     def layer(self, index: int) -> "SSMConfig":
-        """The single-layer config of network layer ``index`` (with its own per-mode state
-        integer bits when ``network.state_int_bits`` gives them)."""
-        bits = None if self.network is None else self.network.state_int_bits
-        if bits is None:
+        """The single-layer config of network layer ``index``: its own formats where
+        ``network.layer_quant`` gives them, its own per-mode state integer bits where
+        ``network.state_int_bits`` does."""
+        if self.network is None:
             return self
-        return dataclasses.replace(self, quant=dataclasses.replace(self.quant,
-                                                                   state_int_bits=bits[index]))
+        quant = (self.layer_quants[index] if self.layer_quants and self.layer_quants[index]
+                 else self.quant)
+        bits = self.network.state_int_bits
+        if bits is not None:
+            quant = dataclasses.replace(quant, state_int_bits=bits[index])
+        return dataclasses.replace(self, quant=quant)
 
 
 def _model(table) -> ModelShape:
@@ -311,12 +318,32 @@ def parse_config(data: dict, *, base_dir: Path | str = ".", default_name: str = 
     quant = _quant(expect_table(data["quant"], "quant"), model)
     hardware = _hardware(expect_table(data.get("hardware", {}), "hardware"), model)
     weights = _weights(expect_table(data["weights"], "weights"), Path(base_dir))
-    network = None
+    network, layer_quants = None, ()
     if "network" in data:   # a whole model around the layer: see network_config.py
         network = parse_network(data["network"], states=model.states,
                                 state_width=quant.state.format.width,
                                 defaults=_defaults(data["quant"]))
-    return SSMConfig(name, model, quant, hardware, weights, source=data, network=network)
+        layer_quants = tuple(_layer_quant(data["quant"], overrides, index, model)
+                             for index, overrides in enumerate(network.layer_quant))
+    return SSMConfig(name, model, quant, hardware, weights, source=data, network=network,
+                     layer_quants=layer_quants)
+
+
+def _layer_quant(quant_table: dict, overrides: dict, index: int, model: ModelShape):
+    """One network layer's QuantConfig: its ``[network.layer_quant.<index>]`` tables merged
+    over ``[quant.*]`` (a table replaces the keys it gives), or None without overrides."""
+    if not overrides:
+        return None
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in quant_table.items()}
+    for name, table in overrides.items():
+        base = merged.get(name, {})
+        if name == "abar" and "form" in table:          # a new form: none of the old form's keys
+            base = {k: v for k, v in base.items() if k not in ("form", "rho_bits", "theta_bits")}
+        merged[name] = {**base, **table}
+    try:
+        return _quant(merged, model)
+    except ConfigError as exc:
+        raise ConfigError(f"network.layer_quant.{index}: {exc}") from None
 
 
 def load_config(path) -> SSMConfig:

@@ -30,6 +30,12 @@ Reference::
     [network.quant.logits]     # decoder output: format = "full" (default: exact, derived width)
                                # or fixed<W,I> with rounding/overflow
 
+    [network.layer_quant.1.state]  # optional: layer 1's own format of a component, merged over
+    format = "fixed<12,4>"     # [quant.state] (mixed precision per layer); allowed for the SSM's
+                               # own tensors: abar, bbar, c, d, state, state_acc, output_acc
+                               # (input and output are the residual stream's and the SSM
+                               # output's formats, shared by every layer)
+
 The arithmetic these formats take part in is written in ``golden/network.py``'s docstring.
 """
 
@@ -42,12 +48,15 @@ from .fields import (accumulator_field, choice_field, expect_table, int_bits_lis
                      quantizer_field, reject_unknown)
 from .formats import Quantizer
 
-__all__ = ["NetworkConfig", "parse_network", "NETWORK_TENSORS", "ACTIVATIONS"]
+__all__ = ["NetworkConfig", "parse_network", "NETWORK_TENSORS", "ACTIVATIONS",
+           "LAYER_COMPONENTS"]
 
 #: Tensors of the network (outside the SSM layers) with a fixed-point format, all required.
 NETWORK_TENSORS = ("input", "encoder", "encoder_bias", "mix", "mix_bias", "pool",
                    "decoder", "decoder_bias")
 ACTIVATIONS = ("relu", "identity")
+#: Components a layer may give its own format (``[network.layer_quant.<l>.<component>]``).
+LAYER_COMPONENTS = ("abar", "bbar", "c", "d", "state", "state_acc", "output_acc")
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,9 @@ class NetworkConfig:
     decoder_bias: Quantizer
     #: None: the exact decoder sum (full precision, derived width).
     logits: Quantizer | None
+    #: per layer, its own component tables (raw TOML, merged over ``[quant.*]`` by
+    #: ``config.py``, which checks them); empty dicts where a layer has none
+    layer_quant: tuple = ()
 
 
 def parse_network(table, *, states: int, state_width: int, defaults: dict) -> NetworkConfig:
@@ -77,7 +89,7 @@ def parse_network(table, *, states: int, state_width: int, defaults: dict) -> Ne
     where = "network"
     expect_table(table, where)
     reject_unknown(table, ("inputs", "layers", "steps", "classes", "activation",
-                           "state_int_bits", "quant"), where)
+                           "state_int_bits", "quant", "layer_quant"), where)
     inputs = int_field(table, "inputs", where, lo=1, hi=4096)
     layers = int_field(table, "layers", where, lo=1, hi=64)
     steps = int_field(table, "steps", where, lo=1, hi=1 << 20)
@@ -103,4 +115,23 @@ def parse_network(table, *, states: int, state_width: int, defaults: dict) -> Ne
                                              f"network.state_int_bits[{layer}]")
                                for layer, bits in enumerate(value))
     return NetworkConfig(inputs, layers, steps, classes, activation, state_int_bits,
-                         logits=logits, **quantizers)
+                         logits=logits, layer_quant=_layer_quant(table.get("layer_quant", {}),
+                                                                 layers),
+                         **quantizers)
+
+
+def _layer_quant(table, layers: int) -> tuple:
+    """``[network.layer_quant]``: layer index -> component -> table (the tables themselves are
+    checked where they are merged over ``[quant.*]``)."""
+    where = "network.layer_quant"
+    expect_table(table, where)
+    out = [{} for _ in range(layers)]
+    for key, components in table.items():
+        if not (key.isdigit() and int(key) < layers):
+            raise ConfigError(f"{where}.{key}: not a layer; allowed: 0..{layers - 1}")
+        expect_table(components, f"{where}.{key}")
+        reject_unknown(components, LAYER_COMPONENTS, f"{where}.{key}")
+        for name, sub in components.items():
+            expect_table(sub, f"{where}.{key}.{name}")
+        out[int(key)] = components
+    return tuple(out)

@@ -1,0 +1,245 @@
+"""From a sweep's axes to points, and from a point to the config it stands for.
+
+A point is a dict ``axis -> value``. Its config is the base's config with the point's values put
+in: the TOML structure of a single layer (``spec/config.py``) or, for a trained MODEL_DIR, the
+network config ``train.ptq.build_config`` writes for the point's widths (post-training
+quantization of the base model: its formats calibrated anew for those widths, as
+``ssmgen train`` does). ``target`` is not part of the config: it says where to build it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import itertools
+import json
+import random
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from ..spec.config import parse_config
+from ..spec.errors import ConfigError
+from ..spec.formats import FixedFormat
+from ..spec.weights import load_network_npz
+from .config import LAYER_COMPONENTS, NETWORK_GROUPS, SweepConfig, per_layer_axis
+
+__all__ = ["grid_points", "random_points", "point_label", "LayerBase", "ModelBase", "load_base",
+           "content_hash", "file_hash"]
+
+#: Mantissa bits of a polar Abar when an axis does not say (``ssmgen train``'s defaults), and
+#: the decoded width of a polar Abar whose base is Cartesian.
+POLAR_DEFAULTS = {"rho_bits": 4, "theta_bits": 6}
+POLAR_DECODED_BITS = 16
+
+
+def grid_points(axes: dict) -> list[dict]:
+    """Every combination of the axes' values, in the file's order (the last axis fastest)."""
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def random_points(axes: dict, samples: int, seed: int) -> list[dict]:
+    """``samples`` distinct points of the grid, drawn with ``seed`` (the whole grid when it is
+    smaller)."""
+    sizes = [len(v) for v in axes.values()]
+    total = int(np.prod(sizes))
+    if samples >= total:
+        return grid_points(axes)
+    chosen = sorted(random.Random(seed).sample(range(total), samples))
+    names = list(axes)
+    points = []
+    for index in chosen:
+        values = {}
+        for name, size in zip(reversed(names), reversed(sizes)):
+            index, digit = divmod(index, size)
+            values[name] = axes[name][digit]
+        points.append({n: values[n] for n in names})
+    return points
+
+
+def point_label(values: dict) -> str:
+    """``width=8 lanes=4 target=ice40-up5k``: how errors and reports name a point."""
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def content_hash(obj) -> str:
+    """SHA-256 of a JSON-able object in canonical form."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _with_width(fmt_text: str, width: int) -> str:
+    """``fixed<W,I>`` -> ``fixed<width,I'>``, keeping the integer bits (the range) where they
+    fit: I' = min(I, width)."""
+    fmt = FixedFormat.parse(fmt_text)
+    return f"fixed<{width},{min(fmt.int_bits, width)}>"
+
+
+def _polar(values: dict, base_abar: dict) -> dict | None:
+    """The point's polar-Abar keys, or None for a Cartesian point."""
+    form = values.get("abar_form", base_abar.get("form", "cartesian"))
+    if form != "polar":
+        return None
+    return {"form": "polar",
+            **{key: values.get(key, base_abar.get(key, default))
+               for key, default in POLAR_DEFAULTS.items()}}
+
+
+class LayerBase:
+    """A single-layer config as the base: points change its formats and hardware."""
+    kind = "layer"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.folder = self.path.parent
+        try:
+            self.data = tomllib.loads(self.path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"base.config: cannot read {self.path}: {exc}") from None
+        self.config = parse_config(self.data, base_dir=self.folder,
+                                   default_name=self.path.stem.replace("-", "_"))
+        if self.config.network is not None:
+            raise ConfigError(f"base.config: {self.path} describes a whole network; a sweep "
+                              f"over a network takes its trained MODEL_DIR as base.model")
+        self.name = self.config.name
+
+    def identity(self) -> dict:
+        """What, besides a point's config, its results depend on: the weights file's bytes."""
+        w = self.config.weights
+        return {"weights": file_hash(str(w.path)) if w.source == "file" else "random"}
+
+    def config_data(self, values: dict) -> dict:
+        data = copy.deepcopy(self.data)
+        data["name"] = self.name
+        if self.config.weights.source == "file":     # absolute: points parse from anywhere
+            data["weights"] = {"source": "file", "file": str(self.config.weights.path)}
+        quant = data["quant"]
+        for comp in LAYER_COMPONENTS:
+            width = values.get(f"width.{comp}", values.get("width"))
+            polar = comp == "abar" and _polar(values, quant["abar"]) is not None
+            if width is None or (polar and f"width.{comp}" not in values):
+                continue          # a polar Abar's decoded width changes only by width.abar
+            quant[comp]["format"] = _with_width(quant[comp]["format"], width)
+            if comp == "state" and isinstance(quant[comp].get("int_bits"), list):
+                quant[comp]["int_bits"] = [min(b, width) for b in quant[comp]["int_bits"]]
+        polar = _polar(values, quant["abar"])
+        for key in ("form", *POLAR_DEFAULTS):
+            quant["abar"].pop(key, None)
+        if polar is not None:
+            quant["abar"].update(polar)
+            fmt = FixedFormat.parse(quant["abar"]["format"])
+            if "width.abar" not in values and fmt.width < POLAR_DECODED_BITS \
+                    and self.data["quant"]["abar"].get("form") != "polar":
+                quant["abar"]["format"] = f"fixed<{POLAR_DECODED_BITS},1>"
+        model = data["model"]
+        if "channels" in values:
+            model["channels"] = values["channels"]
+        if "states" in values:
+            model["states" if model["kind"] == "s5" else "state_size"] = values["states"]
+        _hardware(data, values)
+        return data
+
+
+def _hardware(data: dict, values: dict) -> None:
+    """Put the point's hardware values in. A point that changes the lanes but not the loop
+    stages gets ``loop_stages = "auto"``: the base's count may not be legal for its lanes."""
+    hw = data.setdefault("hardware", {})
+    for key in ("lanes", "complex_multipliers", "loop_stages"):
+        if key in values:
+            hw[key] = values[key]
+    if "lanes" in values and "loop_stages" not in values:
+        hw["loop_stages"] = "auto"
+
+
+class ModelBase:
+    """A trained MODEL_DIR as the base: points quantize its weights anew (PTQ) for their widths
+    and set their hardware; accuracy is measured on the task's test split."""
+    kind = "model"
+
+    def __init__(self, path: Path, *, weights: str = "final", calib_samples: int = 512):
+        self.path = Path(path)
+        self.metrics = json.loads((self.path / "metrics.json").read_text())
+        for key in ("task", "model", "widths", "calib"):
+            if key not in self.metrics:
+                raise ConfigError(f"base.model: {self.path / 'metrics.json'} has no {key!r} "
+                                  f"(write MODEL_DIR with `ssmgen train`)")
+        self.config = parse_config(tomllib.loads((self.path / "config.toml").read_text()),
+                                   base_dir=self.path)
+        self.name = self.config.name
+        self.weights_path = self.path / ("weights.npz" if weights == "final" else "ptq_weights.npz")
+        if not self.weights_path.is_file():
+            raise ConfigError(f"quality.weights: {self.weights_path} is missing")
+        self.calib_samples = calib_samples
+        self.task_name = self.metrics["task"]
+
+    def identity(self) -> dict:
+        return {"weights": file_hash(str(self.weights_path)), "task": self.task_name,
+                "calib": self.metrics["calib"], "calib_samples": self.calib_samples}
+
+    @functools.cached_property
+    def calibration(self):
+        """Ranges and samples of every tensor of the base model on training data (NumPy)."""
+        from ..train.ptq import calibrate
+        from ..train.tasks import load_task
+        task = load_task(self.task_name)
+        weights = load_network_npz(self.weights_path, self.config)
+        return calibrate(weights, task.x_train[:self.calib_samples],
+                         activation=self.config.network.activation)
+
+    def config_data(self, values: dict) -> dict:
+        from ..train.ptq import build_config
+        widths = dict(self.metrics["widths"])
+        for group in NETWORK_GROUPS:
+            width = values.get(f"width.{group}", values.get("width"))
+            base_abar = self.metrics.get("abar_form", {})
+            polar = group == "abar" and _polar(values, base_abar) is not None
+            if width is not None and not (polar and f"width.{group}" not in values):
+                widths[group] = width
+        polar = _polar(values, self.metrics.get("abar_form", {}))
+        if polar is not None and "width.abar" not in values \
+                and self.metrics.get("abar_form", {}).get("form") != "polar":
+            widths["abar"] = max(widths["abar"], POLAR_DECODED_BITS)
+        net = self.config.network
+        data = build_config(self.metrics["model"], self.calibration, widths, name=self.name,
+                            steps=net.steps, weights_file=str(self.weights_path),
+                            choice=self.metrics["calib"], abar_form=polar,
+                            lanes=values.get("lanes", self.config.hardware.lanes))
+        _layer_widths(data, values)
+        data["hardware"]["complex_multipliers"] = self.config.hardware.complex_multipliers
+        base_hw = self.config.source.get("hardware", {})
+        if isinstance(base_hw.get("loop_stages"), int):
+            data["hardware"]["loop_stages"] = base_hw["loop_stages"]
+        _hardware(data, values)
+        return data
+
+
+def _layer_widths(data: dict, values: dict) -> None:
+    """``width.layers.<l>.<component>``: layer l's own format of the component
+    (``[network.layer_quant]``), the shared format's integer bits kept; its per-mode state
+    integer bits capped at the width."""
+    for axis, width in values.items():
+        per_layer = per_layer_axis(axis)
+        if per_layer is None:
+            continue
+        layer, comp = per_layer
+        table = {"format": _with_width(data["quant"][comp]["format"], width)}
+        if comp == "abar" and data["quant"]["abar"].get("form") == "polar":
+            table["format"] = f"fixed<{width},1>"
+        data["network"].setdefault("layer_quant", {}).setdefault(str(layer), {})[comp] = table
+        bits = data["network"].get("state_int_bits")
+        if comp == "state" and bits and layer < len(bits):
+            bits[layer] = [min(b, width) for b in bits[layer]]
+
+
+def load_base(sweep: SweepConfig):
+    if sweep.base.kind == "layer":
+        return LayerBase(sweep.base.path)
+    return ModelBase(sweep.base.path, weights=sweep.quality.weights,
+                     calib_samples=sweep.quality.calib_samples)

@@ -1,0 +1,107 @@
+"""The three stages that evaluate a sweep point, cheapest first. Each is a plain function of a
+plain dict (a *job*), so that a process pool or a Dask worker can run it anywhere:
+
+* ``estimate`` (milliseconds): the config validated and quantized, the analytic resource
+  estimate (``synth/estimate.py``) on the point's target, its cycles per timestep and latency;
+* ``quality`` (seconds): the golden integer model on the sweep's data: a layer's SNR (and max
+  |error|) against the float model on the job's real inputs (the same for every point, so a
+  point with a narrower input format sees them saturate as a real signal would), a network's
+  accuracy on its task's test split;
+* ``synth`` (seconds to minutes): Yosys and nextpnr (``synth/flow.py``): cells, Fmax and the
+  timesteps per second they give.
+
+A job never raises: an exception comes back as ``{"error": "..."}``, so one point's failure
+is recorded and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ..design import Design
+from ..spec.config import parse_config
+
+__all__ = ["run_job", "STAGES"]
+
+STAGES = ("estimate", "quality", "synth")
+
+
+def _design(job) -> Design:
+    return Design.from_config(parse_config(job["config"], base_dir="."))
+
+
+def _estimate(job) -> dict:
+    design = _design(job)
+    out = {"cycles_per_timestep": design.cycles_per_timestep, "latency_cycles": design.latency,
+           "lanes": design.lanes, "kind": design.kind, "model_hash": design.hash}
+    try:
+        est = design.estimate(job["target"])
+    except ValueError as exc:         # a design the estimate does not cover: no figures
+        out["estimate_note"] = str(exc)
+        return out
+    out.update({r: est[r] for r in ("luts", "ffs", "dsps", "brams")})
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _task(name: str, test_subset: int | None):
+    from ..train.tasks import load_task
+    return load_task(name).subset(None, test_subset)
+
+
+def _quality(job) -> dict:
+    design = _design(job)
+    if design.kind == "network":
+        task = _task(job["task"], job["quality"]["test_subset"])
+        logits = []
+        for i in range(0, len(task.x_test), 256):
+            logits.append(design.reference(design.quantize_input(task.x_test[i:i + 256])))
+        predictions = np.argmax(np.concatenate(logits), axis=-1)
+        correct = int(np.sum(predictions == task.y_test))
+        return {"quality": correct / len(task.y_test), "quality_metric": "accuracy",
+                "correct": correct, "samples": len(task.y_test)}
+    u = design.check_input(job["inputs"], integer=False)    # the same for every point
+    y_float = design.float_reference(u)
+    y = design.dequantize_output(design.reference(design.quantize_input(u)))
+    err = y - y_float
+    power = float(np.sum(y_float ** 2))
+    noise = float(np.sum(err ** 2))
+    snr = 10 * np.log10(power / noise) if noise > 0 else float("inf")
+    return {"quality": round(float(snr), 4), "quality_metric": "snr_db",
+            "max_abs_error": float(np.abs(err).max())}
+
+
+def _synth(job) -> dict:
+    design = _design(job)
+    work = Path(job["work"])
+    try:
+        report = design.synthesize(job["target"], work, place=True, progress=lambda _: None)
+    finally:
+        shutil.rmtree(work / "work", ignore_errors=True)     # keep report.json, not the netlists
+    acc = report["accelerator"]
+    out = {r: acc.get(r, 0) for r in ("luts", "ffs", "dsps", "brams")}
+    out.update({"fits": report["fits"], "overflow": report["overflow"],
+                "fmax_mhz": report["fmax_mhz"], "fmax_valid": report["fmax_valid"],
+                "fmax_note": report["fmax_note"], "synth_seconds": report["seconds"]})
+    return out
+
+
+_RUNNERS = {"estimate": _estimate, "quality": _quality, "synth": _synth}
+
+
+def run_job(job: dict) -> dict:
+    """Run one stage of one point; returns its figures and ``seconds``, or ``error``."""
+    start = time.perf_counter()
+    try:
+        result = _RUNNERS[job["stage"]](job)
+    except Exception as exc:                  # recorded, not raised: the sweep goes on
+        tail = traceback.format_exc().strip().splitlines()[-1]
+        result = {"error": f"{type(exc).__name__}: {exc}" if str(exc) else tail}
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
