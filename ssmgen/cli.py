@@ -114,6 +114,7 @@ def cmd_sweep(args) -> int:
     from .sweep.runner import run_sweep
     sweep = load_sweep(args.sweep)
     out = Path(args.output)
+    start = time.perf_counter()
     results = run_sweep(sweep, out, workers=args.workers, dask=args.dask,
                         synthesize=args.synthesize, show_progress=not args.no_progress, say=say)
     written = write_outputs(results, out)
@@ -135,7 +136,7 @@ def cmd_sweep(args) -> int:
     failed = [r for r in results["points"] if r["status"] == "failed"]
     for row in failed[:5]:
         warn(f"point {row['id']} failed: {row['reason']}")
-    print(f"wrote {', '.join(written)} to {out}")
+    print(f"wrote {', '.join(written)} to {out} ({time.perf_counter() - start:.0f} s)")
     if args.export_best:
         path = export_design(results, args.export_best)
         print(f"exported the fit answer to {path}")

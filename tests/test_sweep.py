@@ -62,6 +62,7 @@ steps = 48
     ({"objectives": {"names": ["speed"]}}, "objectives.names: 'speed' is not allowed"),
     ({"strategy": {"kind": "random"}}, "strategy.samples: missing"),
     ({"strategy": {"kind": "grid", "samples": 3}}, "strategy.samples: applies to kind"),
+    ({"strategy": {"kind": "fit", "samples": 0}}, "strategy.samples: 0 is out of range"),
     ({"quality": {"test_subset": 5}}, "quality: unknown key(s) test_subset for a layer base"),
     ({"base": {"config": "missing.toml"}}, "base.config:"),
     ({"base": {}}, "base: give exactly one of base.config"),
@@ -273,3 +274,35 @@ def test_layer_quality_is_measured_on_the_same_inputs_for_every_point(tmp_path):
     ref = design.float_reference(u)
     snr = 10 * np.log10(np.sum(ref ** 2) / np.sum((y - ref) ** 2))
     assert q[8] == pytest.approx(snr, abs=1e-3)
+
+
+def test_an_interrupted_sweep_resumes_from_a_consistent_cache(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a stage: the jobs finished before it are cached whole (each
+    entry written atomically), nothing half-written is left, and a rerun completes the sweep
+    with the results of an uninterrupted one."""
+    from ssmgen.sweep import runner
+    sweep = parse_sweep(__import__("tomllib").loads(SMALL.replace("BASE", str(UP5K))),
+                        path=tmp_path / "s.toml")
+    real, calls = runner.run_job, []
+
+    def interrupted(job):
+        calls.append(job["stage"])
+        if job["stage"] == "quality" and calls.count("quality") == 3:
+            raise KeyboardInterrupt
+        return real(job)
+    monkeypatch.setattr(runner, "run_job", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, tmp_path / "out", workers=1, show_progress=False, say=lambda _: None)
+    cache = tmp_path / "out" / "cache"
+    entries = list(cache.rglob("*.json"))
+    assert len([e for e in entries if e.parent.parent.name == "quality"]) == 2
+    assert all(json.loads(e.read_text()) for e in entries)            # every entry whole
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".")]   # no temporary files
+    monkeypatch.setattr(runner, "run_job", real)
+    resumed = run_sweep(sweep, tmp_path / "out", workers=1, show_progress=False,
+                        say=lambda _: None)
+    fresh = run_sweep(sweep, tmp_path / "fresh", workers=1, show_progress=False,
+                      say=lambda _: None)
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("estimate", "synthesis")}  # noqa: E731
+                        for r in rs["points"]]
+    assert strip(resumed) == strip(fresh)

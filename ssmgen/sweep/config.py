@@ -41,7 +41,7 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     kind = "grid"                     # grid: every point; random: `samples` of them;
                                       # optuna: NSGA-II over the axes (the [sweep] extra);
                                       # fit: the most accurate point that meets the constraints
-    samples = 20                      # random, optuna
+    samples = 20                      # random, optuna; fit: over a random sample of the grid
     seed = 0
     synthesize = "candidates"         # candidates: the points that can still be on the Pareto
                                       # front (fit: the best ones until one is confirmed);
@@ -291,8 +291,11 @@ def _strategy(table) -> Strategy:
     samples = None
     if kind in ("random", "optuna"):
         samples = int_field(table, "samples", where, lo=1, hi=100000)
+    elif kind == "fit" and "samples" in table:          # fit over a random sample of the grid
+        samples = int_field(table, "samples", where, lo=1, hi=100000)
     elif "samples" in table:
-        raise ConfigError(f"{where}.samples: applies to kind = \"random\" or \"optuna\" only")
+        raise ConfigError(f"{where}.samples: applies to kind = \"random\", \"optuna\" or "
+                          f"\"fit\" only")
     seed = int_field(table, "seed", where, lo=0, default=0)
     synthesize = choice_field(table, "synthesize", where, SYNTHESIZE, "candidates")
     if kind == "optuna":

@@ -64,12 +64,24 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
             group = [r for r in pts if r["figures_from"] == source]
             if group:
                 ax.scatter([r[key] for r in group], [r["quality"] for r in group], marker=marker,
-                           alpha=0.6, label=f"{source} ({len(group)})",
+                           alpha=0.6, label=f"figures from {source} ({len(group)})",
                            c=["tab:green" if r["feasible"] else "tab:gray" for r in group])
-        front = sorted((r for r in pts if r["pareto"]), key=lambda r: r[key])
+        # this plot's own front: the feasible points no other beats in quality and this figure
+        feasible = [r for r in pts if r["feasible"]]
+        better = max if key == "timesteps_per_s" else min
+        front = sorted((r for r in feasible
+                        if not any(q["quality"] >= r["quality"] and better(q[key], r[key]) == q[key]
+                                   and (q["quality"], q[key]) != (r["quality"], r[key])
+                                   for q in feasible)), key=lambda r: r[key])
         if front:
-            ax.plot([r[key] for r in front], [r["quality"] for r in front], "r-", lw=1.5,
-                    label="Pareto front")
+            ax.step([r[key] for r in front], [r["quality"] for r in front], "r-", lw=1.2,
+                    where="post" if key != "timesteps_per_s" else "pre",
+                    label=f"front of quality and {xlabel}")
+        marked = [r for r in pts if r["pareto"]]
+        if marked:
+            ax.scatter([r[key] for r in marked], [r["quality"] for r in marked], s=80,
+                       facecolors="none", edgecolors="tab:red",
+                       label=f"Pareto set of {', '.join(results['objectives'])}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{results['sweep']}: green = meets the constraints")

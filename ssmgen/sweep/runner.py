@@ -136,22 +136,39 @@ class PointMaker:
     included), its cache keys derived. Values that give a config and target seen before give no
     new point."""
 
-    def __init__(self, sweep: SweepConfig, base):
+    def __init__(self, sweep: SweepConfig, base, cache: ResultCache | None = None):
         self.base = base
+        self.cache = cache
+        self.unsaved: dict[str, dict] = {}     #: checked configs not yet in the cache
         self.base_id = base.identity()
         self.quality_settings = dict(sweep.quality.__dict__)
         self.seen: dict[str, int] = {}
         self.count = 0
 
     def config(self, values: dict) -> dict:
-        """The point's config; ConfigError naming the point and the field if it is invalid."""
+        """The point's config; ConfigError naming the point and the field if it is invalid. A
+        config built and checked before (the cache's "config" stage) is taken as it is: over a
+        trained model, building one is a calibration search of every tensor's format."""
         config_values = {k: v for k, v in values.items() if k != "target"}
+        key = ResultCache.key("config", {"values": config_values, **self.base_id})
+        cached = self.cache.get("config", key) if self.cache is not None else None
+        if cached is not None:
+            return cached["config"]
         try:
             data = self.base.config_data(config_values)
             load_quantized(parse_config(data, base_dir="."))
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"point {point_label(values)}: {exc}") from None
+        self.unsaved[key] = {"config": data}
         return data
+
+    def save(self) -> None:
+        """Cache the configs checked so far (only once the sweep may start: a rejected point
+        leaves nothing behind)."""
+        if self.cache is not None:
+            for key, entry in self.unsaved.items():
+                self.cache.put("config", key, entry)
+        self.unsaved = {}
 
     def make(self, values: dict, data: dict) -> Point | None:
         ident = _config_identity(data)
@@ -174,11 +191,13 @@ class PointMaker:
         return point
 
 
-def make_points(sweep: SweepConfig, base, values_list: list[dict]) -> list[Point]:
+def make_points(sweep: SweepConfig, base, values_list: list[dict],
+                cache: ResultCache | None = None) -> list[Point]:
     """Points for ``values_list``: every config is checked first, so a point the config rejects
     stops the sweep here, naming the point and the field, before any work starts."""
-    maker = PointMaker(sweep, base)
+    maker = PointMaker(sweep, base, cache)
     configs = [maker.config(values) for values in values_list]
+    maker.save()
     return [p for p in (maker.make(v, c) for v, c in zip(values_list, configs)) if p is not None]
 
 
@@ -353,10 +372,10 @@ def run_sweep(sweep: SweepConfig, out_dir, *, workers: int | None = None, dask: 
             points = _optuna_points(sweep, base, run, workers)
         else:
             values_list = (random_points(sweep.axes, sweep.strategy.samples, sweep.strategy.seed)
-                           if sweep.strategy.kind == "random" else grid_points(sweep.axes))
+                           if sweep.strategy.samples else grid_points(sweep.axes))
             say(f"{sweep.name}: {len(values_list)} point(s) of a grid of {sweep.grid_size}; "
                 f"checking every config ...")
-            points = make_points(sweep, base, values_list)
+            points = make_points(sweep, base, values_list, cache)
             _evaluate(sweep, base, points, run)
         live = [p for p in points if p.status == "ok" and _quality_ok(sweep, p)]
 
@@ -386,7 +405,7 @@ def _optuna_points(sweep: SweepConfig, base, run: dict, workers: int) -> list[Po
     sampler = optuna.samplers.NSGAIISampler(seed=sweep.strategy.seed,
                                             population_size=max(4, min(50, sweep.strategy.samples // 3)))
     study = optuna.create_study(directions=directions, sampler=sampler)
-    maker = PointMaker(sweep, base)
+    maker = PointMaker(sweep, base, run["cache"])
     points, asked = [], 0
     while asked < sweep.strategy.samples:
         batch = []
@@ -397,6 +416,7 @@ def _optuna_points(sweep: SweepConfig, base, run: dict, workers: int) -> list[Po
                       for axis, choices in sweep.axes.items()}
             try:
                 point = maker.make(values, maker.config(values))
+                maker.save()
             except ConfigError:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
