@@ -311,14 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("build", help="bitstream for a board: the accelerator behind a UART link")
-    p.add_argument("config", help="single-layer config (TOML)")
+    p.add_argument("config", help=config_help)
     p.add_argument("--board", required=True, choices=tuple(BOARDS),
                    help="iCEBreaker (iCE40 UP5K) -> .bin, ULX3S 85F (ECP5) -> .bit")
     p.add_argument("-o", "--output", required=True,
                    help="folder for the bitstream, manifest.json, report.json and logs")
-    p.add_argument("--baud", type=int, default=115200, help="UART rate (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=32,
-                   help="timesteps per STREAM frame = output buffer (1..255, default: %(default)s)")
+    p.add_argument("--baud", type=int, default=115200,
+                   help="UART rate, up to 3000000 where the board clock makes it within 2 %% "
+                        "(iCEBreaker: 3 Mbaud; ULX3S: 1 Mbaud) (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="a layer: timesteps per STREAM frame = output buffer (1..255, default 32); "
+                        "a network: timesteps per CLASSIFY frame (1..65535, default a whole "
+                        "sequence if its samples fit 1 KiB)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")

@@ -375,7 +375,8 @@ class Design:
         return estimate(self, target)
 
     def build_board(self, board: str, out_dir, **options) -> dict:
-        """A bitstream with the UART link for a board (``synth/board.py``)."""
+        """A bitstream of the design (a layer or a whole network) behind the UART link for a
+        board (``synth/board.py``; a network answers CLASSIFY, docs/protocol.md)."""
         return build_board(self, board, out_dir, **options)
 
 

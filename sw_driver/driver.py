@@ -1,7 +1,8 @@
 """Host driver of the board link: ``Accelerator``.
 
     with Accelerator.open("/dev/ttyUSB1", expect_hash=model) as acc:
-        y = acc.run(u)                    # float (batch, time, H) in real units
+        y = acc.run(u)                    # a layer: float (batch, time, H) in real units
+        classes, logits = acc.classify(u) # a network: float (batch, steps, H_in) in real units
 
 Protocol: docs/protocol.md. Every request is retransmitted (identical bytes, same
 sequence number) on a timeout or a corrupt response; the device replays instead of re-applying,
@@ -20,12 +21,15 @@ import numpy as np
 
 from ..golden.fixedpoint import quantize_float
 from ..golden.integer_model import dequantize_output, quantize_input
+from ..golden.network import quantize_network_input
 from ..spec.formats import Quantizer, to_float
 from ..spec.hashing import model_hash
 from ..spec.protocol import (
-    MAX_PAYLOAD, Cmd, CRCError, DeviceInfo, FrameDecoder, FrameTimeout, IdentifyMismatch, Nack,
-    NackError, ProtocolError, decode_frame, encode_frame, max_encoded_size, nack_name, pack_stream,
-    sample_bytes, unpack_nack, unpack_read_data, unpack_stream_ack,
+    CLASSIFY_HEAD, IDENTIFY_STRUCT, MAX_PAYLOAD, NETWORK_IDENTIFY_STRUCT, Cmd, CRCError,
+    DeviceInfo, FrameDecoder, FrameTimeout, IdentifyMismatch, Nack, NackError, NetworkInfo,
+    ProtocolError, classify_response_size, classify_results, decode_frame, encode_frame,
+    max_encoded_size, nack_name, pack_classify, pack_stream, sample_bytes,
+    unpack_classify_response, unpack_identify, unpack_nack, unpack_read_data, unpack_stream_ack,
 )
 from .transport import SerialTransport, Transport
 
@@ -39,7 +43,7 @@ def _expected_from(expect):
     if expect is None:
         return None, None, None
     expect = getattr(expect, "quantized", expect)               # a Design: its quantized model
-    if hasattr(expect, "config") and hasattr(expect, "channels"):          # a QuantizedSSM
+    if hasattr(expect, "config") and hasattr(expect, "design_kind"):   # QuantizedSSM or -Network
         return model_hash(expect), expect, None
     if isinstance(expect, dict):
         if "model_hash" not in expect:
@@ -58,12 +62,14 @@ def _expected_from(expect):
             raise ValueError(f"expect_hash: {text!r} is neither a 64-digit hex hash nor a readable "
                              f"manifest.json ({exc.strerror})") from None
         return _expected_from(manifest)
-    raise TypeError(f"expect_hash must be None, a hex hash, a manifest (dict or path) or a "
-                    f"QuantizedSSM, not {type(expect).__name__}")
+    raise TypeError(f"expect_hash must be None, a hex hash, a manifest (dict or path), a "
+                    f"QuantizedSSM or QuantizedNetwork, or a Design, not {type(expect).__name__}")
 
 
 class Accelerator:
-    """An SSM layer on a board, driven over a Transport. Use ``Accelerator.open``."""
+    """An SSM layer or a whole network on a board, driven over a Transport. Use
+    ``Accelerator.open``; then ``run`` / ``run_int`` (a layer) or ``classify`` /
+    ``classify_int`` (a network)."""
 
     def __init__(self, transport: Transport, *, expect_hash=None, timeout: float = 0.5,
                  retries: int = 5, batch: int | None = None, owns_transport: bool = False):
@@ -75,7 +81,8 @@ class Accelerator:
         self.requested_batch = batch
         self._owns_transport = owns_transport
         self.expected_hash, self.model, self.manifest = _expected_from(expect_hash)
-        self.info: DeviceInfo | None = None
+        self.info: DeviceInfo | NetworkInfo | None = None
+        #: timesteps per STREAM (a layer) or per CLASSIFY (a network)
         self.batch = 0
         self._seq = 0
         self._needs_sync = True
@@ -90,8 +97,9 @@ class Accelerator:
     def open(cls, port_or_transport, *, expect_hash=None, baudrate: int = 115200,
              timeout: float = 0.5, retries: int = 5, batch: int | None = None) -> "Accelerator":
         """Open a link (a serial port path/URL or a Transport), IDENTIFY, check the model hash
-        against ``expect_hash`` (hex hash, manifest dict or path, or QuantizedSSM; None skips the
-        check), and RESET_STATE. Raises IdentifyMismatch when the device runs another model."""
+        against ``expect_hash`` (hex hash, manifest dict or path, QuantizedSSM, QuantizedNetwork
+        or Design; None skips the check), and RESET_STATE. Raises IdentifyMismatch when the device
+        runs another model."""
         owns = isinstance(port_or_transport, (str, os.PathLike))
         transport = (SerialTransport(os.fspath(port_or_transport), baudrate) if owns
                      else port_or_transport)
@@ -120,15 +128,17 @@ class Accelerator:
 
     # --- public commands ----------------------------------------------------------------------
 
-    def identify(self) -> DeviceInfo:
-        """IDENTIFY: the device's model hash and shape; also re-synchronizes sequence numbers."""
+    def identify(self) -> DeviceInfo | NetworkInfo:
+        """IDENTIFY: the device's model hash and shape (``NetworkInfo`` for a network device);
+        also re-synchronizes sequence numbers."""
         frame = self._transact(Cmd.IDENTIFY, b"")
-        info = DeviceInfo.unpack(frame.payload)
+        info = unpack_identify(frame.payload)
         self.info = info
         return info
 
     def reset_state(self) -> None:
-        """RESET_STATE: zero the recurrent state and discard held outputs."""
+        """RESET_STATE: zero the recurrent state and discard held outputs (a network: drop an
+        unfinished sequence)."""
         if self._needs_sync:
             self._synchronize()
         else:
@@ -137,15 +147,8 @@ class Accelerator:
     def run(self, u) -> np.ndarray:
         """float (batch, time, H) in real units -> float64 outputs (batch, time, H), exactly the
         dequantized outputs of the integer model. Every batch item starts from zero state."""
-        u = self._check_shape(u, "u")
-        if not np.issubdtype(u.dtype, np.number) or np.issubdtype(u.dtype, np.complexfloating):
-            raise ValueError(f"u must be real numbers, not dtype {u.dtype}")
-        u = u.astype(np.float64)
-        bad = ~np.isfinite(u)
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"u contains {int(bad.sum())} non-finite value(s) (NaN or inf), the "
-                             f"first {u[where]} at index {where}")
+        self._require("layer", "run")
+        u = self._real(self._check_shape(u, "u"), "u")
         if self.model is not None:
             return dequantize_output(self.model, self.run_int(quantize_input(self.model, u)))
         if self.manifest is not None:
@@ -160,15 +163,8 @@ class Accelerator:
         Each batch item is one sequence (START on its first timestep)."""
         if self._needs_sync:
             self._synchronize()
-        info = self.info
-        u = self._check_shape(u_int, "u_int")
-        if not np.issubdtype(u.dtype, np.integer):
-            raise ValueError(f"u_int must be integers of the input format, not dtype {u.dtype} "
-                             f"(run() quantizes real values)")
-        lo, hi = -(1 << (info.input_width - 1)), (1 << (info.input_width - 1)) - 1
-        if u.size and (u.min() < lo or u.max() > hi):
-            raise ValueError(f"u_int values must lie in {lo}..{hi} (signed {info.input_width}-bit "
-                             f"input format); got {u.min()}..{u.max()}")
+        info = self._require("layer", "run_int")
+        u = self._integers(self._check_shape(u_int, "u_int"), "u_int", "run()")
         batch, steps, H = u.shape
         y = np.empty((batch, steps, H), dtype=np.int64)
         total = batch * steps
@@ -195,6 +191,119 @@ class Accelerator:
                 out[first:first + n] = got
         self._guarded(stream_all)
         return y
+
+    def classify(self, u):
+        """Real inputs -> (classes, logits) of a network device, exactly the golden network's.
+
+        ``u``: float (batch, steps, H_in) in real units, or one sequence (steps, H_in); it is
+        quantized into the network's input format (like ``Design.quantize_input``). Returns
+        int64 classes (batch,) and float64 logits (batch, classes) in real units (the device's
+        ``logits_frac``); for one sequence, an int and (classes,)."""
+        info = self._require("network", "classify")
+        single = np.ndim(u) == 2
+        u = self._real(self._check_sequences(u, "u"), "u")
+        if single:
+            u = u[None]
+        if self.model is not None:
+            u_int = quantize_network_input(self.model, u)
+        elif self.manifest is not None:
+            u_int = quantize_float(u, Quantizer.parse(self.manifest["formats"]["input"]))
+        else:
+            raise ValueError("classify() with real values needs the network's input quantizer: "
+                             "open with expect_hash=<QuantizedNetwork, Design or manifest>, or "
+                             "call classify_int() with integers")
+        classes, logits = self.classify_int(u_int)
+        logits = to_float(logits, info.logits_frac)
+        return (int(classes[0]), logits[0]) if single else (classes, logits)
+
+    def classify_int(self, u_int):
+        """int (batch, steps, H_in) in the network's input format, or one sequence (steps, H_in)
+        -> (classes int64 (batch,), logits int64 (batch, classes) with ``info.logits_frac``
+        fraction bits); for one sequence, an int and (classes,).
+
+        The sequences travel back to back in CLASSIFY frames of up to ``batch`` timesteps (a
+        frame may end inside a sequence and the next continue it); each response carries the
+        results of the sequences it completed."""
+        if self._needs_sync:
+            self._synchronize()
+        info = self._require("network", "classify_int")
+        single = np.ndim(u_int) == 2
+        u = self._integers(self._check_sequences(u_int, "u_int"), "u_int", "classify()")
+        if single:
+            u = u[None]
+        batch, steps = u.shape[:2]
+        classes = np.empty(batch, dtype=np.int64)
+        logits = np.empty((batch, info.classes), dtype=np.int64)
+        total = batch * steps
+        flat = u.astype(np.int64).reshape(total, info.inputs)
+
+        def classify_all():
+            done = 0
+            for first in range(0, total, self.batch):
+                n = min(self.batch, total - first)
+                frame = self._transact(Cmd.CLASSIFY, pack_classify(first % steps,
+                                                                   flat[first:first + n],
+                                                                   info.input_width))
+                position, got_classes, got_logits = unpack_classify_response(
+                    frame.payload, info.classes, info.logits_width)
+                finished = (first + n) // steps - first // steps
+                if position != (first + n) % steps or got_classes.size != finished:
+                    raise ProtocolError(f"CLASSIFY of timesteps {first}..{first + n - 1}: the "
+                                        f"device is at timestep {position} of its sequence with "
+                                        f"{got_classes.size} result(s), expected "
+                                        f"{(first + n) % steps} and {finished}")
+                classes[done:done + finished] = got_classes
+                logits[done:done + finished] = got_logits
+                done += finished
+        if total:
+            self._guarded(classify_all)
+        return (int(classes[0]), logits[0]) if single else (classes, logits)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _require(self, kind: str, method: str):
+        """The device's info, if it runs a ``kind`` ("layer" or "network"); else ValueError."""
+        if self.info is None:
+            self._synchronize()
+        info = self.info
+        if info.kind != kind:
+            other = "run() / run_int()" if kind == "network" else "classify() / classify_int()"
+            raise ValueError(f"{method}() needs a {kind} device, but this one runs a "
+                             f"{info.kind} ({info.describe()}): use {other}")
+        return info
+
+    def _real(self, u, name):
+        """``u`` as float64, or ValueError if it is not real and finite."""
+        if not np.issubdtype(u.dtype, np.number) or np.issubdtype(u.dtype, np.complexfloating):
+            raise ValueError(f"{name} must be real numbers, not dtype {u.dtype}")
+        u = u.astype(np.float64)
+        bad = ~np.isfinite(u)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
+                             f"the first {u[where]} at index {where}")
+        return u
+
+    def _integers(self, u, name, quantizing):
+        """``u``, checked to hold integers of the device's input format."""
+        width = self.info.input_width
+        if not np.issubdtype(u.dtype, np.integer):
+            raise ValueError(f"{name} must be integers of the input format, not dtype {u.dtype} "
+                             f"({quantizing} quantizes real values)")
+        lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        if u.size and (u.min() < lo or u.max() > hi):
+            raise ValueError(f"{name} values must lie in {lo}..{hi} (signed {width}-bit input "
+                             f"format); got {u.min()}..{u.max()}")
+        return u
+
+    def _check_sequences(self, u, name):
+        """A network's input: (batch, steps, H_in) or one sequence (steps, H_in)."""
+        u = np.asarray(u)
+        steps, inputs = self.info.steps, self.info.inputs
+        if u.ndim not in (2, 3) or u.shape[-2:] != (steps, inputs):
+            raise ValueError(f"{name} must have shape (batch, steps={steps}, H_in={inputs}) or "
+                             f"(steps={steps}, H_in={inputs}) for one sequence, not {u.shape}")
+        return u
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -225,19 +334,41 @@ class Accelerator:
                 f"has hash {self.expected_hash}: load the bitstream generated for this model, or "
                 f"pass the manifest.json of the design on the board")
         if self.model is not None:
-            q = self.model.config.quant
-            mine = (self.model.channels, q.input.format.width, q.output.format.width)
-            if mine != (info.channels, info.input_width, info.output_width):
-                raise IdentifyMismatch(f"device shape (H, W_u, W_y) = {(info.channels, info.input_width, info.output_width)} "
-                                       f"differs from the model's {mine}")
-        per_step = max(1 + info.channels * sample_bytes(info.input_width),
-                       info.channels * sample_bytes(info.output_width))
-        limit = min(info.max_batch, (MAX_PAYLOAD - 1) // per_step)
+            self._check_model_shape(info)
+        if info.kind == "network":
+            per_step = info.inputs * sample_bytes(info.input_width)
+            limit = min(info.max_batch, (MAX_PAYLOAD - CLASSIFY_HEAD.size) // per_step)
+        else:
+            per_step = max(1 + info.channels * sample_bytes(info.input_width),
+                           info.channels * sample_bytes(info.output_width))
+            limit = min(info.max_batch, (MAX_PAYLOAD - 1) // per_step)
         if limit < 1:
-            raise ProtocolError(f"device advertises H={info.channels}: one timestep does not fit a frame")
+            raise ProtocolError(f"device advertises {info.describe()}: one timestep does not fit "
+                                f"a frame")
         self.batch = min(limit, self.requested_batch) if self.requested_batch else limit
         self._transact(Cmd.RESET_STATE, b"")
         self._needs_sync = False
+
+    def _check_model_shape(self, info) -> None:
+        """The expected model's shape must be the device's (the hash covers it; this names what
+        differs)."""
+        model = self.model
+        if model.design_kind != info.kind:
+            raise IdentifyMismatch(f"the device runs a {info.kind} ({info.describe()}), but the "
+                                   f"expected model is a {model.design_kind}")
+        if info.kind == "network":
+            cfg = model.network
+            names = "(H_in, W_in, steps, classes, W_logits)"
+            mine = (cfg.inputs, cfg.input.format.width, cfg.steps, cfg.classes, model.logits_width)
+            theirs = (info.inputs, info.input_width, info.steps, info.classes, info.logits_width)
+        else:
+            q = model.config.quant
+            names = "(H, W_u, W_y)"
+            mine = (model.channels, q.input.format.width, q.output.format.width)
+            theirs = (info.channels, info.input_width, info.output_width)
+        if mine != theirs:
+            raise IdentifyMismatch(f"device shape {names} = {theirs} differs from the model's "
+                                   f"{mine}")
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFF
@@ -292,9 +423,14 @@ class Accelerator:
 
     def _response_size(self, cmd: Cmd) -> int:
         """Largest wire size of the success response to ``cmd``."""
-        payload = {Cmd.IDENTIFY: 48, Cmd.STREAM: 2}.get(cmd, 0)
-        if cmd == Cmd.READ and self.info is not None:
-            payload = 1 + self.batch * self.info.channels * sample_bytes(self.info.output_width)
+        payload = {Cmd.IDENTIFY: max(IDENTIFY_STRUCT.size, NETWORK_IDENTIFY_STRUCT.size),
+                   Cmd.STREAM: 2}.get(cmd, 0)
+        info = self.info
+        if cmd == Cmd.READ and info is not None:
+            payload = 1 + self.batch * info.channels * sample_bytes(info.output_width)
+        if cmd == Cmd.CLASSIFY and info is not None:
+            payload = classify_response_size(classify_results(info.steps, self.batch),
+                                             info.classes, info.logits_width)
         return max_encoded_size(6 + payload) + 2
 
     def _await(self, seq: int, wait: float):

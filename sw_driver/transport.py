@@ -6,7 +6,8 @@
 ``SerialTransport``: a UART through pyserial (imported only when used).
 
 ``ReferenceDevice``: the device side of docs/protocol.md, byte for byte, computing with the golden
-integer model. It is the executable specification of the FPGA board top.
+integer model of a single layer or of a whole network. It is the executable specification of the
+FPGA board top.
 
 ``DeviceModelTransport``: connects the driver to a ReferenceDevice in-process, with fault
 injection (corrupt / truncate / drop / garbage, host->device or device->host, per frame index or at
@@ -22,11 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..golden.integer_model import step
-from ..spec.hashing import model_hash as compute_hash
+from ..golden.network import predict, run_integer_network
 from ..spec.protocol import (
-    CRC_SIZE, FLAG_START, HEADER, HEADER_SIZE, MAX_PAYLOAD, MIN_FRAME, REQUESTS, Cmd, CRCError,
-    DeviceInfo, FrameDecoder, Nack, cobs_decode, crc16, encode_frame, max_encoded_size, pack_nack,
-    pack_read_data, pack_stream_ack, sample_bytes, stream_payload_size, unpack_stream,
+    CLASSIFY_HEAD, CRC_SIZE, FLAG_START, HEADER, HEADER_SIZE, MAX_CLASSIFY_BATCH, MAX_PAYLOAD,
+    MIN_FRAME, NETWORK_REQUESTS, REQUESTS, Cmd, CRCError, DeviceInfo, FrameDecoder, Nack,
+    NetworkInfo, classify_payload_size, classify_response_size, classify_results, cobs_decode,
+    crc16, encode_frame, max_encoded_size, pack_classify_response, pack_nack, pack_read_data,
+    pack_stream_ack, sample_bytes, stream_payload_size, unpack_classify, unpack_stream,
 )
 
 __all__ = ["Transport", "SerialTransport", "ReferenceDevice", "DeviceModelTransport", "Fault",
@@ -94,32 +97,30 @@ class SerialTransport(Transport):
 # --- the reference device ---------------------------------------------------------------------
 
 class ReferenceDevice:
-    """Device side of docs/protocol.md on top of the golden integer model (one model instance).
+    """Device side of docs/protocol.md on top of the golden integer model: a single layer
+    (STREAM, READ) when ``model`` is a QuantizedSSM, a whole network (CLASSIFY) when it is a
+    QuantizedNetwork.
 
     ``receive(bytes)`` consumes link bytes and returns the wire frames the device sends back.
-    Counters: ``steps_applied`` (timesteps fed to the layer), ``replays``, ``nacks`` (by code),
-    ``dropped`` (encoded frames discarded silently).
+    ``max_batch``: most timesteps per STREAM (a layer: 1..255, default 255) or per CLASSIFY (a
+    network: 1..65535, default ``spec.protocol.default_network_batch``).
+    Counters: ``steps_applied`` (timesteps fed to the layer or network), ``replays``, ``nacks``
+    (by code), ``dropped`` (encoded frames discarded silently).
     """
 
-    def __init__(self, model, *, max_batch: int = 255, model_hash: str | None = None):
-        if not 1 <= max_batch <= 255:
-            raise ValueError(f"max_batch must be in 1..255, not {max_batch}")
-        q = model.config.quant
-        if model_hash is None:
-            model_hash = compute_hash(model)
+    def __init__(self, model, *, max_batch: int | None = None, model_hash: str | None = None):
+        network = getattr(model, "design_kind", None) == "network"
         self.model = model
-        self.info = DeviceInfo(model_hash, model.channels, q.input.format.width, q.input.format.frac,
-                               q.output.format.width, q.output.format.frac, model.states,
-                               model.config.hardware.lanes, max_batch)
-        H = model.channels
-        largest = max(stream_payload_size(max_batch, H, self.info.input_width),
-                      1 + max_batch * H * sample_bytes(self.info.output_width))
-        if largest > MAX_PAYLOAD:
-            raise ValueError(f"max_batch={max_batch} makes a {largest}-byte payload, over the u16 "
-                             f"length limit {MAX_PAYLOAD}; choose a smaller max_batch")
-        self.rx_max = max_encoded_size(MIN_FRAME + stream_payload_size(max_batch, H, self.info.input_width))
+        self.commands = (_NetworkCommands if network else _LayerCommands)(model, max_batch,
+                                                                          model_hash)
+        self.info = self.commands.info
+        self.rx_max = max_encoded_size(MIN_FRAME + self.commands.largest_request)
         self._decoder = FrameDecoder(self.rx_max)
         self.power_on()
+
+    @property
+    def steps_applied(self) -> int:
+        return self.commands.steps_applied
 
     def power_on(self) -> None:
         """The state after configuration / reset of the FPGA."""
@@ -128,16 +129,10 @@ class ReferenceDevice:
         self.last_cmd = 0
         self.last_response = b""
         self._decoder.reset()
-        self._zero_state()
-        self.outputs: list[np.ndarray] = []
-        self.steps_applied = 0
+        self.commands.power_on()
         self.replays = 0
         self.dropped = 0
         self.nacks: dict[str, int] = {}
-
-    def _zero_state(self):
-        self.xr = np.zeros((1, self.model.states), dtype=np.int64)
-        self.xi = np.zeros_like(self.xr)
 
     def receive(self, data: bytes) -> list[bytes]:
         responses = []
@@ -167,7 +162,7 @@ class ReferenceDevice:
         payload = bytes(body[HEADER_SIZE:])
         if length != len(payload):
             return self._nack(seq, Nack.BAD_LENGTH)
-        if cmd not in REQUESTS:
+        if cmd not in self.commands.requests:
             return self._nack(seq, Nack.UNKNOWN_COMMAND)
         if cmd == Cmd.IDENTIFY:
             if payload:
@@ -192,13 +187,51 @@ class ReferenceDevice:
 
     def _execute(self, cmd: int, payload: bytes):
         """Apply a new request; returns the success payload or (Nack, detail)."""
-        if cmd in (Cmd.RESET_STATE, Cmd.READ) and payload:
-            return (Nack.BAD_LENGTH, 0)
         if cmd == Cmd.RESET_STATE:
-            self._zero_state()
-            self.outputs = []
+            if payload:
+                return (Nack.BAD_LENGTH, 0)
+            self.commands.reset_state()
             return b""
+        return self.commands.execute(cmd, payload)
+
+
+class _LayerCommands:
+    """STREAM and READ of a single-layer device, on the golden integer model."""
+
+    requests = REQUESTS
+
+    def __init__(self, model, max_batch: int | None, model_hash: str | None):
+        max_batch = 255 if max_batch is None else max_batch
+        if not 1 <= max_batch <= 255:
+            raise ValueError(f"max_batch must be in 1..255, not {max_batch}")
+        self.model = model
+        self.info = DeviceInfo.of(model, max_batch=max_batch, model_hash=model_hash)
+        H = model.channels
+        #: payload bytes of the largest valid request
+        self.largest_request = stream_payload_size(max_batch, H, self.info.input_width)
+        largest = max(self.largest_request,
+                      1 + max_batch * H * sample_bytes(self.info.output_width))
+        if largest > MAX_PAYLOAD:
+            raise ValueError(f"max_batch={max_batch} makes a {largest}-byte payload, over the u16 "
+                             f"length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+
+    def power_on(self) -> None:
+        self.reset_state()
+        self.steps_applied = 0
+
+    def reset_state(self) -> None:
+        """RESET_STATE: zero state, no outputs held."""
+        self._zero_state()
+        self.outputs: list[np.ndarray] = []
+
+    def _zero_state(self):
+        self.xr = np.zeros((1, self.model.states), dtype=np.int64)
+        self.xi = np.zeros_like(self.xr)
+
+    def execute(self, cmd: int, payload: bytes):
         if cmd == Cmd.READ:
+            if payload:
+                return (Nack.BAD_LENGTH, 0)
             data = pack_read_data(np.array(self.outputs, dtype=np.int64).reshape(-1, self.model.channels),
                                   self.info.output_width)
             self.outputs = []
@@ -223,6 +256,63 @@ class ReferenceDevice:
             self.outputs.append(y[0])
         self.steps_applied += n
         return pack_stream_ack(n, len(self.outputs))
+
+
+class _NetworkCommands:
+    """CLASSIFY of a whole-network device, on the golden integer network.
+
+    The device holds the timesteps of the unfinished sequence (``sequence``, its ``position``);
+    a CLASSIFY continues it (``offset`` = position) or starts a new one (``offset`` = 0), and
+    every sequence it completes is classified at once.
+    """
+
+    requests = NETWORK_REQUESTS
+
+    def __init__(self, net, max_batch: int | None, model_hash: str | None):
+        if max_batch is not None and not 1 <= max_batch <= MAX_CLASSIFY_BATCH:
+            raise ValueError(f"max_batch must be in 1..{MAX_CLASSIFY_BATCH}, not {max_batch}")
+        self.net = net
+        self.info = info = NetworkInfo.of(net, max_batch=max_batch, model_hash=model_hash)
+        self.largest_request = classify_payload_size(info.max_batch, info.inputs, info.input_width)
+        largest = max(self.largest_request, classify_response_size(
+            classify_results(info.steps, info.max_batch), info.classes, info.logits_width))
+        if largest > MAX_PAYLOAD:
+            raise ValueError(f"max_batch={info.max_batch} makes a {largest}-byte payload, over the "
+                             f"u16 length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+
+    def power_on(self) -> None:
+        self.reset_state()
+        self.steps_applied = 0
+
+    def reset_state(self) -> None:
+        """RESET_STATE: the unfinished sequence is dropped."""
+        self.sequence: list[np.ndarray] = []
+
+    def execute(self, cmd: int, payload: bytes):
+        info = self.info                                   # cmd is CLASSIFY
+        if len(payload) < CLASSIFY_HEAD.size:
+            return (Nack.BAD_LENGTH, 0)
+        offset, n = CLASSIFY_HEAD.unpack_from(payload)
+        if not 1 <= n <= info.max_batch or len(payload) != classify_payload_size(
+                n, info.inputs, info.input_width):
+            return (Nack.BAD_LENGTH, 0)
+        position = len(self.sequence)
+        if offset not in (0, position):
+            return (Nack.BAD_OFFSET, position & 0xFF)
+        if offset == 0:
+            self.sequence = []                      # a new sequence: an unfinished one is dropped
+        _, u = unpack_classify(payload, info.inputs, info.input_width)
+        complete = []
+        for timestep in u:
+            self.sequence.append(timestep)
+            if len(self.sequence) == info.steps:
+                complete.append(self.sequence)
+                self.sequence = []
+        self.steps_applied += n
+        logits = (run_integer_network(self.net, np.array(complete, dtype=np.int64)) if complete
+                  else np.zeros((0, info.classes), dtype=np.int64))
+        return pack_classify_response(len(self.sequence), predict(logits), logits,
+                                      info.logits_width)
 
 
 # --- in-process transport with fault injection ------------------------------------------------
@@ -299,7 +389,8 @@ class FaultInjector:
 
 
 class DeviceModelTransport(Transport):
-    """The driver's link to an in-process ReferenceDevice.
+    """The driver's link to an in-process ReferenceDevice (of ``model``, a layer or a network,
+    with ``max_batch``; or the given ``device``).
 
     ``faults``: Fault entries at given frame indices. ``fault_rate``: probability that each frame
     (in ``fault_directions``) gets a fault drawn from ``fault_kinds``, with ``random.Random(seed)``.
@@ -308,9 +399,10 @@ class DeviceModelTransport(Transport):
     ``fault_log`` lists what was injected.
     """
 
-    def __init__(self, model=None, *, device: ReferenceDevice | None = None, max_batch: int = 255,
-                 faults=(), fault_rate: float = 0.0, fault_kinds=FAULT_KINDS,
-                 fault_directions=DIRECTIONS, seed: int = 0, read_chunk: int | None = None):
+    def __init__(self, model=None, *, device: ReferenceDevice | None = None,
+                 max_batch: int | None = None, faults=(), fault_rate: float = 0.0,
+                 fault_kinds=FAULT_KINDS, fault_directions=DIRECTIONS, seed: int = 0,
+                 read_chunk: int | None = None):
         if device is None:
             if model is None:
                 raise ValueError("DeviceModelTransport needs a model or a ReferenceDevice")

@@ -1,5 +1,6 @@
-"""Board bitstreams: the accelerator behind its UART link (``hw/link/board_top.py``), built through
-amaranth-boards with the YoWASP tools -> bitstream + report.json + manifest.json.
+"""Board bitstreams: the accelerator (a single layer or a whole network) behind its UART link
+(``hw/link/board_top.py``), built through amaranth-boards with the YoWASP tools -> bitstream +
+report.json + manifest.json.
 
 ``ssmgen build CONFIG --board icebreaker|ulx3s-85f -o DIR`` calls :func:`build_board`.
 
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hw.link.board_top import DEFAULT_BAUD, DEFAULT_MAX_BATCH, BoardTop, uart_divisor
+from ..hw.link.board_top import DEFAULT_BAUD, BoardTop, uart_divisor
 from ..util.files import write_atomically
 from .flow import SynthError, count_cells, overflow_lines, parse_nextpnr
 from .targets import TARGETS
@@ -90,20 +91,20 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
-                max_batch: int = DEFAULT_MAX_BATCH, progress=print) -> dict:
-    """Build the bitstream of a single-layer ``design`` (``ssmgen.design.Design``) behind the
-    UART link for a board; write into ``out_dir``:
+                max_batch: int | None = None, progress=print) -> dict:
+    """Build the bitstream of ``design`` (``ssmgen.design.Design``, a layer or a whole network)
+    behind the UART link for a board; write into ``out_dir``:
     ``ssmgen_top.bin`` (iCEBreaker) or ``ssmgen_top.bit`` (ULX3S), ``manifest.json`` (the driver's
     ``expect_hash``), ``report.json`` (resources, Fmax, timing) and ``logs/``.
 
-    Raises ValueError for an unknown board or a whole network's design (the board link speaks
-    timesteps of one layer), BoardBuildError when the design does not fit the FPGA (naming each
-    resource that overflowed) or a tool fails.
+    ``max_batch``: timesteps per STREAM (a layer, 1..255, default ``DEFAULT_MAX_BATCH``) or per
+    CLASSIFY (a network, 1..65535, default ``spec.protocol.default_network_batch``: a whole
+    sequence when its samples fit 1 KiB).
+
+    Raises ValueError for an unknown board, a baud rate the board clock cannot make or a
+    ``max_batch`` out of range, BoardBuildError when the design does not fit the FPGA (naming
+    each resource that overflowed) or a tool fails.
     """
-    if design.kind != "layer":
-        raise ValueError(f"{design.name}: a whole network cannot be built for a board yet: the "
-                         f"UART link streams timesteps of a single layer (ssmgen synth reports "
-                         f"a network's resources and Fmax)")
     if board_name not in BOARDS:
         raise ValueError(f"--board must be one of {', '.join(BOARDS)}, not {board_name!r}")
     board = BOARDS[board_name]
@@ -118,6 +119,7 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
     top = BoardTop(model, baud=baud, max_batch=max_batch, model_hash=design.hash)
 
     yosys_options = target.yosys_synth.split(maxsplit=1)[1]    # e.g. "-dsp -dff" for iCE40
+    # Elaborates ``top`` (a bad max_batch raises ValueError here, before any tool runs).
     plan = platform.build(
         top, name=TOP_NAME, do_build=False,
         synth_opts=yosys_options,
@@ -146,7 +148,8 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
                                   f"{board.name}; end of the log:\n"
                                   f"{_tail(work / 'build.log')}\n{_tail(work / f'{TOP_NAME}.tim')}")
         placed = parse_nextpnr(json.loads((work / "nextpnr_report.json").read_text()))
-        layer = top.core.layer                     # built when the platform elaborated top
+        accelerator = top.core.accelerator         # built when the platform elaborated top
+        max_batch = top.core.link.max_batch         # the network's default resolved
         clock_mhz = clock_hz / 1e6
         timing_met = bool(placed["fmax_valid"] and placed["fmax_mhz"] >= clock_mhz)
         bitstream = f"{TOP_NAME}{board.bitstream}"
@@ -154,8 +157,9 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
             "board": board.name, "description": board.description, "target": board.target,
             "config": design.name, "model_hash": design.hash,
             "bitstream": bitstream, "clock_mhz": clock_mhz, "baud": baud, "uart_divisor": divisor,
-            "max_batch": max_batch, "lanes": layer.lanes,
-            "cycles_per_timestep": layer.cycles_per_timestep, "latency_cycles": layer.latency,
+            "kind": design.kind, "max_batch": max_batch, "lanes": accelerator.lanes,
+            "cycles_per_timestep": accelerator.cycles_per_timestep,
+            "latency_cycles": accelerator.latency,
             "yosys": f"{target.yosys_synth.split()[0]} {yosys_options}",
             "resources": counts, "capacity": dict(target.capacity),
             "placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],

@@ -550,7 +550,14 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
         elif isinstance(cell, _nir.PriorityMatch) and index not in rst_conds:
             f["match"] += nlive(index, len(cell.inputs))
         elif isinstance(cell, _nir.Memory) and memories is not None:
-            memories.append((cell.width, cell.depth))
+            # a memory whose every read port is synchronous keeps its read register inside
+            # the block RAM; a weight ROM of memory storage asks for block RAM
+            synchronous = all(isinstance(port, _nir.SyncReadPort) for port in cells
+                              if isinstance(port, (_nir.SyncReadPort, _nir.AsyncReadPort))
+                              and port.memory == index)
+            memories.append({"width": cell.width, "depth": cell.depth,
+                             "block": dict(cell.attributes).get("rom_style") == "block",
+                             "synchronous": synchronous})
     return f
 
 
@@ -1104,33 +1111,41 @@ _CARRY_COEFFS = {
 _ICE40_BRAM = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 _ICE40_BRAM_COST = 64
 _ICE40_BRAM_EMULATION = 22
+#: ECP5 DP16KD geometries (depth, width)
+_ECP5_BRAM = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
 def _memory_cost(memories: list, family: str) -> dict:
-    """Block RAMs, flip-flops and LUTs of a design's memories (a network's residual FIFOs: an
-    asynchronous read whose data every consumer registers), as Yosys maps them; not in the
-    elaborated registers nor the netlist features.
+    """Block RAMs, flip-flops and LUTs of a design's memories, as Yosys maps them; not in the
+    elaborated registers nor the netlist features. Two kinds:
 
-    * iCE40 has no distributed RAM: ``memory_dff`` merges the register after the read into a
-      synchronous read port, then ``memory_libmap`` picks SB_RAM40_4K blocks (cost 64 each)
-      when storing the bits in flip-flops (cost 1 per bit) would cost more; the merged read
-      register is then inside the block. Otherwise every bit is a flip-flop and each read is a
-      depth:1 select (about 0.85 LUT4 per bit and word beyond the first; probes of lone
-      SyncFIFOs 10..40 bits x 3..11 words).
-    * ECP5 stores them in TRELLIS_DPR16X4 distributed RAM (16 words x 4 bits, cost 4), which
-      ``report["accelerator"]`` counts in none of its resources; the FIFOs are at most 11 words
-      deep (one word per G cycles of a layer's latency, plus 2)."""
+    * a network's residual FIFOs: an asynchronous read whose data every consumer registers;
+    * memory storage (``hw/datapath/ssm_layer.py``, ``serial_linear.py``): synchronous reads,
+      the read register inside the memory, weight ROMs marked ``rom_style = "block"``.
+
+    iCE40 has no distributed RAM: ``memory_libmap`` picks SB_RAM40_4K blocks (cost 64 each)
+    when storing the bits in flip-flops (cost 1 per bit) would cost more, or always for a
+    ``block`` ROM; a FIFO's merged read register is then inside the block. Otherwise every bit
+    is a flip-flop and each read is a depth:1 select (about 0.85 LUT4 per bit and word beyond
+    the first; probes of lone SyncFIFOs 10..40 bits x 3..11 words).
+    ECP5: a ``block`` ROM takes DP16KD blocks (the fewest over their geometries); the other
+    memories go to TRELLIS_DPR16X4 distributed RAM (16 words x 4 bits), which
+    ``report["accelerator"]`` counts in none of its resources, up to 16 words, and to DP16KD
+    blocks beyond."""
     cost = {"brams": 0, "ffs": 0, "luts": 0.0}
-    for width, depth in memories:
-        if family != "ice40":
-            continue
-        blocks = min(-(-depth // d) * -(-width // w) for d, w in _ICE40_BRAM)
-        if width * depth > _ICE40_BRAM_COST * blocks + _ICE40_BRAM_EMULATION:
-            cost["brams"] += blocks
-            cost["ffs"] -= width
-        else:
-            cost["ffs"] += width * depth
-            cost["luts"] += 0.85 * width * (depth - 1)
+    for memory in memories:
+        width, depth = memory["width"], memory["depth"]
+        if family == "ice40":
+            blocks = min(-(-depth // d) * -(-width // w) for d, w in _ICE40_BRAM)
+            if memory["block"] or width * depth > _ICE40_BRAM_COST * blocks + _ICE40_BRAM_EMULATION:
+                cost["brams"] += blocks
+                if not memory["synchronous"]:
+                    cost["ffs"] -= width
+            else:
+                cost["ffs"] += width * depth
+                cost["luts"] += 0.85 * width * (depth - 1)
+        elif memory["block"] or depth > 16:
+            cost["brams"] += min(-(-depth // d) * -(-width // w) for d, w in _ECP5_BRAM)
     return cost
 
 

@@ -1,6 +1,7 @@
 """The RTL regression's configs: s4d and s5, Abar 2..16 bits (Cartesian and polar), state 4..24 bits, every rounding
 and overflow mode, per-mode state formats, narrow accumulators, lanes in {1, a divisor, all}, state-update loops of
-every legal length 1..7.
+every legal length 1..7, states and weights in registers and in memories (block RAM), every
+product a multiplier or some in logic (hardware.dsp_products).
 
 The flag beside each config marks those whose stimulus must actually overflow the state, the
 output or an accumulator (checked by flipping wrap <-> saturate and seeing the outputs change).
@@ -15,7 +16,7 @@ def make_config(name, kind, *, channels, size, lanes, abar=(12, 1), bbar=(8, 0),
                 d=(8, 2), input=(8, 3), state=(16, 5), output=(12, 5), rounding="half_even",
                 overflow="saturate", per_component=None, state_int_bits=None, state_acc=None,
                 output_acc=None, complex_multipliers=3, seed=0, dt=(0.01, 0.1),
-                loop_stages="auto"):
+                loop_stages="auto", storage=None, dsp_products=None):
     """A config dict (TOML structure). ``size`` is P for s5 and N for s4d."""
     formats = dict(abar=abar, bbar=bbar, c=c, d=d, input=input, state=state, output=output)
     quant = {"defaults": {"rounding": rounding, "overflow": overflow}}
@@ -34,7 +35,9 @@ def make_config(name, kind, *, channels, size, lanes, abar=(12, 1), bbar=(8, 0),
             "weights": {"source": "random", "seed": seed, "dt_min": dt[0], "dt_max": dt[1]},
             "quant": quant,
             "hardware": {"lanes": lanes, "complex_multipliers": complex_multipliers,
-                         "loop_stages": loop_stages}}
+                         "loop_stages": loop_stages,
+                         **({} if storage is None else {"storage": storage}),
+                         **({} if dsp_products is None else {"dsp_products": dsp_products})}}
 
 
 # (config, overflows)
@@ -60,7 +63,7 @@ REGRESSION = [
     (make_config("s5_abar4_stability", "s5", channels=2, size=8, lanes=8, abar=(4, 1),
                  state=(8, 3), dt=(0.03, 0.08), seed=4), False),
     (make_config("s5_state4_saturate", "s5", channels=2, size=4, lanes=4, state=(4, 1),
-                 output=(6, 2)), True),
+                 output=(6, 2), dsp_products=5), True),
     (make_config("s4d_state24_lanes2", "s4d", channels=2, size=4, lanes=2, abar=(16, 1),
                  c=(12, 1), state=(24, 6), output=(20, 6)), False),
     (make_config("s4d_auto_int_bits", "s4d", channels=2, size=6, lanes=3, state=(12, 4),
@@ -101,5 +104,26 @@ REGRESSION = [
     (make_config("s4d_polar_abar", "s4d", channels=2, size=8, lanes=2, abar=(16, 1),
                  state=(12, 4), dt=(0.001, 0.02),
                  per_component={"abar": {"form": "polar", "rho_bits": 4, "theta_bits": 6}}),
+     False),
+    # states and per-state weights in memories (hardware.storage): "auto" from G = 16 on, forced
+    # for small G; the transparent read (L = G), a stage-0 weight read (L = 1), per-mode state
+    # classes, polar Abar, four multipliers, and a routed s4d readout
+    (make_config("s4d_memory_auto_g16", "s4d", channels=4, size=8, lanes=1, state=(12, 4),
+                 rounding="half_up"), False),
+    (make_config("s5_memory_loop1", "s5", channels=2, size=16, lanes=1, state=(12, 4),
+                 loop_stages=1), False),
+    (make_config("s4d_memory_transparent", "s4d", channels=2, size=4, lanes=1, state=(8, 1),
+                 output=(8, 2), overflow="wrap", storage="memory"), True),
+    (make_config("s5_memory_per_mode_classes", "s5", channels=2, size=6, lanes=2, state=(10, 3),
+                 state_int_bits=[-1, 0, 3, -1, 0, 3], storage="memory"), True),
+    (make_config("s4d_memory_polar_lanes2", "s4d", channels=2, size=32, lanes=2, abar=(16, 1),
+                 state=(12, 4), dt=(0.001, 0.02), loop_stages=2, dsp_products=3,
+                 per_component={"abar": {"form": "polar", "rho_bits": 4, "theta_bits": 6}}), False),
+    (make_config("s5_memory_four_multipliers", "s5", channels=2, size=32, lanes=1,
+                 complex_multipliers=4, abar=(10, 1), state=(14, 5), loop_stages=4,
+                 dsp_products=0), False),
+    (make_config("s4d_memory_routed_lanes3", "s4d", channels=3, size=32, lanes=3,
+                 state=(12, 4), loop_stages=6,
+                 state_acc={"format": "fixed<16,3>", "rounding": "floor", "overflow": "saturate"}),
      False),
 ]

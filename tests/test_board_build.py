@@ -49,6 +49,18 @@ def test_baud_rate_the_clock_cannot_make_is_rejected(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_baud_rates_up_to_3_mbaud():
+    """The boards' FTDI bridges go up to 3 Mbaud: the iCEBreaker's 12 MHz divides to it, the
+    ULX3S's 25 MHz only to 1 Mbaud (3 Mbaud would be 4 % off)."""
+    assert uart_divisor(12e6, 3_000_000) == 4 and uart_divisor(12e6, 921_600) == 13
+    assert uart_divisor(25e6, 1_000_000) == 25
+    with pytest.raises(ValueError, match="Baud 3000000 cannot be generated from a 25 MHz clock "
+                                         r"within 2 % \(divisor 8, error 4.2 %\)"):
+        uart_divisor(25e6, 3_000_000)
+    with pytest.raises(ValueError, match="Baud must be at most 3000000 .*, not 4000000"):
+        uart_divisor(48e6, 4_000_000)
+
+
 def check_build(tmp_path, board_name, code, out):
     board = BOARDS[board_name]
     assert code == 0, out

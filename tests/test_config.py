@@ -15,7 +15,7 @@ import pytest
 
 from ssmgen.golden.discretize import random_weights
 from ssmgen.golden.quantize import load_model
-from ssmgen.spec.config import COMPONENTS, load_config, parse_config
+from ssmgen.spec.config import COMPONENTS, MIN_MEMORY_GROUPS, load_config, parse_config
 from ssmgen.spec.errors import ConfigError, WeightsError
 from ssmgen.spec.formats import FixedFormat, Overflow, Rounding
 from ssmgen.spec.weights import save_npz
@@ -218,6 +218,32 @@ def test_loop_stages_auto_and_bounds():
     rejects(with_(valid(), "hardware.loop_stages", True), "hardware.loop_stages")
 
 
+def test_storage_auto_and_choices():
+    """auto: block RAM from G = MIN_MEMORY_GROUPS groups on; a fully parallel layer has nothing to
+    put in memory."""
+    wide = with_(valid(), "model.states", 2 * MIN_MEMORY_GROUPS)
+    assert parse_config(with_(wide, "hardware.lanes", 1)).hardware.storage == "memory"
+    assert parse_config(with_(wide, "hardware.lanes", 4)).hardware.storage == "registers"
+    assert parse_config(with_(with_(wide, "hardware.lanes", 4), "hardware.storage", "memory")
+                        ).hardware.storage == "memory"
+    assert parse_config(with_(with_(wide, "hardware.lanes", 1), "hardware.storage", "registers")
+                        ).hardware.storage == "registers"
+    assert parse_config(with_(with_(valid(), "hardware.lanes", 8), "hardware.storage", "memory")
+                        ).hardware.storage == \
+        "registers"                                                   # lanes = P: G = 1
+    rejects(with_(valid(), "hardware.storage", "bram"), "hardware.storage", "'bram' is not allowed",
+            "allowed: auto, memory, registers")
+
+
+def test_dsp_products():
+    assert parse_config(valid()).hardware.dsp_products is None
+    assert parse_config(with_(valid(), "hardware.dsp_products", "all")).hardware.dsp_products is None
+    assert parse_config(with_(valid(), "hardware.dsp_products", 0)).hardware.dsp_products == 0
+    for bad in (-1, 2.5, True, "8"):
+        rejects(with_(valid(), "hardware.dsp_products", bad), "hardware.dsp_products",
+                "\"all\" or an integer >= 0", f"not {bad!r}")
+
+
 @pytest.mark.parametrize("value", [2, 5, 0, True, 3.0, "3"])
 def test_complex_multipliers(value):
     rejects(with_(valid(), "hardware.complex_multipliers", value), "hardware.complex_multipliers",
@@ -272,7 +298,7 @@ def test_model_and_weights_fields(path, value, fragments):
     ("quant.gamma", ["quant: unknown key(s) gamma", "abar", "state_acc", "abar_stability"]),
     ("quant.abar.sign", ["quant.abar: unknown key(s) sign", "allowed: format, int_bits, overflow, rounding"]),
     ("quant.state.frac_bits", ["quant.state: unknown key(s) frac_bits"]),
-    ("hardware.dsp", ["hardware: unknown key(s) dsp", "allowed: complex_multipliers, lanes"]),
+    ("hardware.dsp", ["hardware: unknown key(s) dsp", "allowed: complex_multipliers, dsp_products, lanes"]),
 ])
 def test_unknown_keys(path, fragments):
     rejects(with_(valid(), path, 1), *fragments)

@@ -28,7 +28,8 @@ LAYER = {"name": "hashed", "model": {"kind": "s5", "channels": 2, "states": 8},
                    "output": {"format": "fixed<12,5>"}},
          "hardware": {"lanes": 2, "complex_multipliers": 3, "loop_stages": 2}}
 #: Another legal value of every [hardware] field of LAYER (lanes 2 -> 4 keeps loop_stages 2 legal).
-OTHER_HARDWARE = {"lanes": 4, "complex_multipliers": 4, "loop_stages": 3}
+OTHER_HARDWARE = {"lanes": 4, "complex_multipliers": 4, "loop_stages": 3, "storage": "memory",
+                  "dsp_products": 3}
 
 
 def _design(data) -> Design:

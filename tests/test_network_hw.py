@@ -23,6 +23,8 @@ from test_network import network_dict, random_network_weights
 from ssmgen.design import Design
 from ssmgen.golden.network import predict, run_integer_network
 from ssmgen.golden.quantize import quantize_network
+from ssmgen.hw.datapath.multiply import logic_cost
+from ssmgen.hw.datapath.serial_linear import SerialLinear
 from ssmgen.hw.manifest import pack_fields
 from ssmgen.sim.native.bench import run_stream
 from ssmgen.sim.simulators import SimulationError
@@ -58,12 +60,13 @@ def build_network(case: dict, seed: int):
     rejects)."""
     case = dict(case)
     lanes = case.pop("lanes", None)
+    hardware = case.pop("hardware", {})
     activation = case.pop("activation", None)
     rng, rng_np = random.Random(seed), np.random.default_rng(seed)
     for _ in range(20):
         data = network_dict(rng, **case)
-        if lanes is not None:
-            data["hardware"] = {"lanes": lanes}
+        if lanes is not None or hardware:
+            data["hardware"] = {**({} if lanes is None else {"lanes": lanes}), **hardware}
         if activation is not None:
             data["network"]["activation"] = activation
         try:
@@ -117,6 +120,38 @@ def test_random_networks_match_golden_with_stalls(case_index):
     np.testing.assert_array_equal(preds, predict(want), err_msg=f"{where}: predictions")
 
 
+#: Block RAM storage and a DSP budget: G = 16 (memories by "auto"), folded mixing, 3 of the
+#: design's products as multipliers and the rest in logic; and every product in logic.
+BUDGET_CASES = [
+    dict(kind="s4d", H=2, modes=8, layers=2, inputs=1, classes=3, steps=3, lanes=1,
+         hardware={"dsp_products": 3}),
+    dict(kind="s5", H=3, modes=8, layers=1, inputs=2, classes=4, steps=2, lanes=2,
+         hardware={"dsp_products": 0, "storage": "memory"}),
+]
+
+
+@pytest.mark.parametrize("case_index", range(len(BUDGET_CASES)))
+def test_memory_storage_and_dsp_budget_match_golden_with_stalls(case_index):
+    seed = SEED + 50 + case_index
+    qnet = build_network(BUDGET_CASES[case_index], seed)
+    u = random_inputs(qnet, 3, seed)
+    want = run_integer_network(qnet, u)
+    got, preds, _, _, dut = simulate_network(qnet, u, seed=seed, idle=0.3, stall=0.4)
+    np.testing.assert_array_equal(got, want, err_msg=f"case {case_index} (seed {seed})")
+    np.testing.assert_array_equal(preds, predict(want))
+    assert all(layer.uses_memory for layer in dut.layers)
+    # the small-FPGA architecture: linear layers output by output, the mean channel by channel
+    assert dut.serial and dut.serial_pool
+    assert all(isinstance(unit, SerialLinear) for unit in [*dut.mixers, dut.decoder])
+    budget = qnet.config.hardware.dsp_products
+    # the budget holds for the whole design and goes to the products dearest in logic
+    costs = sorted((cost for unit in [*dut.units, dut] for cost in unit.product_costs),
+                   reverse=True)
+    used = [logic_cost(p.a, p.b) for unit in [*dut.units, dut] for p in unit.products]
+    assert len(used) == budget
+    assert sorted(used, reverse=True) == costs[:budget]
+
+
 def mixed_precision(qnet, seed: int):
     """The same network with each layer's own formats (``network.layer_quant``): layer 1 gets
     a narrower state, Bbar, C and a polar Abar; layer 0 a narrow explicit state accumulator."""
@@ -153,12 +188,12 @@ def test_mixed_precision_per_layer_matches_golden():
     assert Design.from_quantized(qnet).manifest["layer_formats"] == formats
 
 
-@pytest.mark.parametrize("case_index", [0, 2, 6, 7, 8])
-def test_full_rate_throughput_and_latency(case_index):
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 6, 7, 8)] + BUDGET_CASES)
+def test_full_rate_throughput_and_latency(case):
     """Without stalls the accelerator takes one beat every cycles_per_timestep cycles, and each
     output follows its sequence's last beat after exactly ``latency`` cycles."""
-    seed = SEED + case_index
-    qnet = build_network(CASES[case_index], seed)
+    seed = SEED + 7
+    qnet = build_network(case, seed)
     u = random_inputs(qnet, 3, seed)
     got, _, in_cycles, out_cycles, dut = simulate_network(qnet, u, seed=seed)
     np.testing.assert_array_equal(got, run_integer_network(qnet, u), err_msg=f"seed {seed}")
@@ -200,16 +235,19 @@ def test_bad_network_is_rejected():
 #: Two s4d layers sharing lanes (G = 2, per-mode state formats), ReLU, four classes.
 RTL_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=4, steps=3, lanes=2,
                 explicit_state=True, activation="relu")
+#: The same in block RAM with two multipliers, the other products in logic.
+RTL_MEMORY_CASE = dict(RTL_CASE, hardware={"storage": "memory", "dsp_products": 2})
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE], ids=["registers", "memory"])
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_generated_network_matches_golden_under_cocotb(simulator, tmp_path, rtl_simulator):
+def test_generated_network_matches_golden_under_cocotb(simulator, case, tmp_path, rtl_simulator):
     """Generated Verilog == golden logits and predictions with random stalls on both streams;
     the testbench also checks the manifest's latency against measurement."""
     rtl_simulator(simulator)
     seed = SEED + 100
-    qnet = build_network(RTL_CASE, seed)
+    qnet = build_network(case, seed)
     design = Design.from_quantized(qnet)
     assert design.manifest["kind"] == "network"
     u = random_inputs(qnet, 4, seed)

@@ -68,6 +68,14 @@ def test_regression_covers_the_issue_matrix():
     assert lanes == {"all", "one", "divisor"}
     assert {c.hardware.loop_stages for c in configs} == set(range(1, MAX_LOOP_STAGES + 1))
     assert {c.hardware.complex_multipliers for c in configs} == {3, 4}
+    memory = [c for c in configs if c.hardware.storage == "memory"]
+    assert {c.model.kind for c in memory} == {"s4d", "s5"}
+    # the transparent read (L = G) and a stage-0 read (L = 1) among them
+    assert any(c.hardware.loop_stages == c.cycles_per_timestep for c in memory)
+    assert any(c.hardware.loop_stages == 1 for c in memory)
+    # products in logic: all of them, and some beside multipliers, folded and parallel
+    assert {c.hardware.dsp_products for c in configs} >= {None, 0}
+    assert {c.cycles_per_timestep > 1 for c in configs if c.hardware.dsp_products} == {True, False}
 
 
 def _flip_overflow(cfg):

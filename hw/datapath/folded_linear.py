@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """A linear layer folded in time: ``y[o] = Q(sum_j w[o,j] x[j] + b[o] (+ r[o]))`` with constant
 integer weights, ``K`` products per output per cycle instead of all ``H_in`` at once.
 
@@ -42,6 +43,11 @@ the output register while that still holds an unread beat (``o.valid & ~o.ready`
 freezes every stage, so no beat is lost or duplicated. ``i.ready`` depends combinationally on
 ``o.ready`` (through that hold): put a register slice after the unit where a ready chain must be
 cut.
+
+DSP blocks: at most ``dsp_products`` products are multipliers (those that would cost the most
+logic), the rest adders (``multiply.py``). A network elaborates each unit once without a budget
+to rank the products of the whole design; the first line silences Amaranth's warning about that
+dry run's unused modules.
 """
 
 from __future__ import annotations
@@ -55,13 +61,45 @@ from amaranth.lib.wiring import In, Out
 
 from ...spec.formats import Quantizer
 from .fixed import requantize
+from .multiply import drive_products
 from .signals import wire
 from .ssm_layer import Product
 
-__all__ = ["FoldedLinear"]
+__all__ = ["FoldedLinear", "check_linear", "signed_width"]
 
 
-def _signed_width(values) -> int:
+def check_linear(weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits, residual,
+                 quantizer, side_width):
+    """Validate a linear unit's arguments (as FoldedLinear and SerialLinear take them); returns
+    the weights and bias as int64 arrays and the alignment shift of each term of the sum
+    (``weight``, ``bias``, and ``residual`` when given)."""
+    weights, bias = np.asarray(weights), np.asarray(bias)
+    if weights.ndim != 2 or not np.issubdtype(weights.dtype, np.integer):
+        raise TypeError(f"Weights must be a 2-D integer array, not {weights.dtype} "
+                        f"{weights.shape}")
+    out_count, in_count = weights.shape
+    if out_count < 1 or in_count < 1:
+        raise ValueError(f"Weights must have at least one row and column, not shape "
+                         f"{weights.shape}")
+    if bias.shape != (out_count,) or not np.issubdtype(bias.dtype, np.integer):
+        raise ValueError(f"Bias must be {out_count} integers, not {bias.dtype} {bias.shape}")
+    in_width, sum_bits, side_width = (operator.index(v) for v in (in_width, sum_bits, side_width))
+    if in_width < 1 or sum_bits < 1 or side_width < 0:
+        raise ValueError(f"Widths must be positive (side: non-negative), not in_width "
+                         f"{in_width}, sum_bits {sum_bits}, side_width {side_width}")
+    if quantizer is not None and not isinstance(quantizer, Quantizer):
+        raise TypeError(f"Quantizer must be a Quantizer or None, not {quantizer!r}")
+    shifts = {"weight": frac - w_frac - in_frac, "bias": frac - b_frac}
+    if residual is not None:
+        shifts["residual"] = frac - operator.index(residual[1])
+    for name, shift in shifts.items():
+        if shift < 0:
+            raise ValueError(f"The accumulator's {frac} fraction bits must cover the "
+                             f"{name} term's ({shift} too few)")
+    return weights.astype(np.int64), bias.astype(np.int64), shifts
+
+
+def signed_width(values) -> int:
     """Signed bits that hold every integer in ``values`` (at least 1)."""
     return max([1] + [Const.cast(int(v)).shape().width + (0 if int(v) < 0 else 1)
                       for v in values])
@@ -108,37 +146,21 @@ class FoldedLinear(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
-                 cycles, interval=None, residual=None, quantizer=None, side_width=0):
-        weights = np.asarray(weights)
-        bias = np.asarray(bias)
-        if weights.ndim != 2 or not np.issubdtype(weights.dtype, np.integer):
-            raise TypeError(f"Weights must be a 2-D integer array, not {weights.dtype} "
-                            f"{weights.shape}")
+                 cycles, interval=None, residual=None, quantizer=None, side_width=0,
+                 dsp_products=None):
+        weights, bias, shifts = check_linear(weights, bias, in_width=in_width, in_frac=in_frac,
+                                             w_frac=w_frac, b_frac=b_frac, frac=frac,
+                                             sum_bits=sum_bits, residual=residual,
+                                             quantizer=quantizer, side_width=side_width)
         out_count, in_count = weights.shape
-        if out_count < 1 or in_count < 1:
-            raise ValueError(f"Weights must have at least one row and column, not shape "
-                             f"{weights.shape}")
-        if bias.shape != (out_count,) or not np.issubdtype(bias.dtype, np.integer):
-            raise ValueError(f"Bias must be {out_count} integers, not {bias.dtype} {bias.shape}")
         cycles = operator.index(cycles)
         if cycles < 1:
             raise ValueError(f"Cycles must be a positive integer, not {cycles}")
-        in_width, sum_bits = operator.index(in_width), operator.index(sum_bits)
-        side_width = operator.index(side_width)
-        if in_width < 1 or sum_bits < 1 or side_width < 0:
-            raise ValueError(f"Widths must be positive (side: non-negative), not in_width "
-                             f"{in_width}, sum_bits {sum_bits}, side_width {side_width}")
-        if quantizer is not None and not isinstance(quantizer, Quantizer):
-            raise TypeError(f"Quantizer must be a Quantizer or None, not {quantizer!r}")
-        shifts = {"weight": frac - w_frac - in_frac, "bias": frac - b_frac}
+        in_width, sum_bits, side_width = (operator.index(v) for v in (in_width, sum_bits,
+                                                                      side_width))
         if residual is not None:
             res_width, res_frac = (operator.index(v) for v in residual)
-            shifts["residual"] = frac - res_frac
-        for name, shift in shifts.items():
-            if shift < 0:
-                raise ValueError(f"The accumulator's {frac} fraction bits must cover the "
-                                 f"{name} term's ({shift} too few)")
-        self.weights, self.bias = weights.astype(np.int64), bias.astype(np.int64)
+        self.weights, self.bias = weights, bias
         self.in_width, self.in_frac, self.frac, self.sum_bits = in_width, in_frac, frac, sum_bits
         self.shifts = shifts
         self.residual = None if residual is None else (res_width, res_frac)
@@ -151,11 +173,16 @@ class FoldedLinear(wiring.Component):
             raise ValueError(f"Interval must be at least the fold {self.fold} (cycles per "
                              f"vector), not {interval}")
         self.interval = interval
-        self.w_width = _signed_width(self.weights.ravel())
+        self.w_width = signed_width(self.weights.ravel())
         #: Every multiplication of the last elaboration (:class:`Product`): per (output, lane)
         #: the weights it takes, one per chunk (a ROM) or one (a constant), times the lane's
         #: input; for the resource estimate.
         self.products: list[Product] = []
+        #: at most this many products are multipliers (DSP blocks), the rest logic
+        #: (``multiply.py``); None: all
+        self.dsp_products = dsp_products
+        #: logic cost of every product of the last elaboration, DSP or not
+        self.product_costs: list[int] = []
         out_width = sum_bits if quantizer is None else quantizer.format.width
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": side_width}
         if residual is not None:
@@ -173,6 +200,12 @@ class FoldedLinear(wiring.Component):
     @property
     def latency(self) -> int:
         return self.fold + 3 + self.operand_stage
+
+    @property
+    def hold(self) -> int:
+        """Cycles an offered beat waits before it is accepted by an idle unit: none (it is
+        latched; ``serial_linear.SerialLinear`` may read in place instead)."""
+        return 0
 
     def _column(self, o: int, lane: int) -> list[int]:
         """The weights lane ``lane`` of output ``o`` multiplies, one per chunk (0 past H_in)."""
@@ -264,18 +297,22 @@ class FoldedLinear(wiring.Component):
         p_valid, p_first, p_last = Signal(), Signal(), Signal()
         p_side = Signal(self.side_width)
         products = [[] for _ in range(out_count)]   # per output: its product registers
+        pending = []                                # (value, Product) of every product
         for (o, i), weight in weights.items():
             product = Signal(signed(wx + ww), name=f"p{o}_{i}")
+            value = Signal(signed(wx + ww), name=f"w{o}_{i}_x")
             with m.If(advance):
-                m.d.sync += product.eq(weight * chunk[i])
+                m.d.sync += product.eq(value)
             products[o].append(product)
             # recorded as the layer's products are: the weights per chunk (or the constant),
             # their declared width, and the lane's input, shared by every output
             column = self._column(o, i)
-            self.products.append(Product(
+            pending.append((value, Product(
                 weight, chunk[i], product,
                 (column[0],) if isinstance(weight, Const) else tuple(column), ww, wx,
-                ("x_lane", i), "w*x"))
+                ("x_lane", i), "w*x")))
+        # the dsp_products most expensive in logic are multipliers, the rest logic
+        self.product_costs, self.products = drive_products(m, pending, self.dsp_products)
         base = [Signal(signed(self.sum_bits), name=f"base{o}") for o in range(out_count)]
         with m.If(advance):
             m.d.sync += [p_valid.eq(flags["valid"]), p_first.eq(flags["first"]),

@@ -45,6 +45,10 @@ the pooling accumulator is sized for that many.
 ``__init__``: they are elaborated with the accelerator, or not at all when only its figures are
 read, e.g. by ``ssmgen.design.Design``.)
 
+DSP blocks. ``hardware.dsp_products`` caps the multipliers of the whole network; the units share
+it (:meth:`NetworkAccelerator._share_dsp_products`) so that the products that would cost the most
+logic keep the DSP blocks and the rest become adders (``hw/datapath/multiply.py``).
+
 Flow control. Valid/ready everywhere; back-pressure on ``y`` propagates to ``u`` through the
 layers (each layer's pipeline holds when its output is not taken). The register slices'
 ready comes from a register, so no combinational path runs from ``y.ready`` back into the
@@ -61,8 +65,10 @@ from ...spec.quantized import QuantizedNetwork
 from .const_product import const_product
 from .fixed import requantize
 from .folded_linear import FoldedLinear
+from .multiply import choose_dsp_products, logic_cost, product_in_logic
 from .register_slice import RegisterSlice
-from .signals import wire
+from .serial_linear import SerialLinear
+from .signals import select_word, wire
 from .ssm_layer import Product, SSMLayer
 
 #: Arg-max tournament levels (a compare and a select each) between register slices.
@@ -170,30 +176,65 @@ class NetworkAccelerator(wiring.Component):
         #: units (:class:`Product`; the pooling's ``s * M``), for the resource estimate; the
         #: layers' and units' own are in their ``products``.
         self.products: list[Product] = []
+        # (product_costs: set below, once the pooling's form is known)
         # D u in logic: DSP blocks are what a whole network runs out of first
         self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
         groups = {layer.cycles_per_timestep for layer in self.layers}
         self._cycles = max(groups)
-        self.fifo_depths = [layer.latency // layer.cycles_per_timestep + 2 for layer in self.layers]
         q, fy = net.config.quant, net.config.quant.output.format
         plan = lambda acc: dict(frac=acc.frac, sum_bits=acc.sum_bits)   # noqa: E731
+        #: memory storage (the small-FPGA architecture): linear layers one output after
+        #: another (SerialLinear) and the pooling's mean one channel per cycle, wherever the
+        #: time per vector allows it
+        self.serial = self.layers[0].uses_memory
+        self.serial_pool = self.serial and self._cycles >= H
+        #: register slices without their skid register (half the flip-flops, one beat every
+        #: second cycle at most): where beats come at least 4 cycles apart, so that a beat that
+        #: waits a cycle for its consumer never delays the next
+        self.skid = not (self.serial and self._cycles >= 4)
+        #: logic cost of each of the pooling's products s * M (H of them, or one serial), DSP
+        #: or not
+        pool_cost = logic_cost(Const(net.pool_mult), Signal(signed(pool_sum_width(net))))
+        self.product_costs = [pool_cost] * (1 if self.serial_pool else H)
+
+        def linear(weights, bias, *, cycles, in_place=False, **options):
+            """A SerialLinear where the network is serial and time allows, reading its input in
+            place when ``in_place`` (the producer holds it in a register); else FoldedLinear."""
+            if self.serial and cycles >= weights.shape[0]:
+                return SerialLinear(weights, bias, cycles=cycles, latch=not in_place, **options)
+            return FoldedLinear(weights, bias, cycles=cycles, **options)
+
         self.encoder = None
         if cfg.inputs > 1:
-            self.encoder = FoldedLinear(
+            self.encoder = linear(
                 net.encoder_w, net.encoder_b, in_width=cfg.input.format.width,
                 in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
                 b_frac=cfg.encoder_bias.format.frac, **plan(net.encoder_acc), cycles=self._cycles,
                 interval=self._cycles, quantizer=q.input, side_width=2)
-        self.mixers = [FoldedLinear(
+        self.mixers = [linear(
             net.mix_w[l], net.mix_b[l], in_width=fy.width, in_frac=fy.frac,
             w_frac=cfg.mix.format.frac, b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
             cycles=self._cycles, residual=(q.input.format.width, q.input.format.frac),
-            quantizer=q.input, side_width=2) for l in range(cfg.layers)]
-        self.decoder = FoldedLinear(
-            net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
-            in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
-            b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
-            cycles=cfg.steps * self._cycles, quantizer=cfg.logits)
+            quantizer=q.input, side_width=2, in_place=True) for l in range(cfg.layers)]
+        # A timestep's residual waits from its entry into the layer until the mixing unit
+        # accepts the layer's output: ceil(wait / G) <= wait // G + 1 timesteps at once at full
+        # rate, one more as slack (not with memory storage, where each word is H flip-flops)
+        self.fifo_depths = [(layer.latency + mix.hold) // layer.cycles_per_timestep
+                            + (1 if layer.uses_memory else 2)
+                            for layer, mix in zip(self.layers, self.mixers)]
+
+        def decoder(in_place):
+            return linear(net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
+                          in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
+                          b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
+                          cycles=cfg.steps * self._cycles, quantizer=cfg.logits,
+                          in_place=in_place)
+
+        self.decoder = decoder(in_place=True)
+        if self.decoder.hold + (H if self.serial_pool else 0) + 1 > cfg.steps * self._cycles:
+            # read in place, the pooled features would still be held when the next sequence's
+            # mean is due: latch them instead
+            self.decoder = decoder(in_place=False)
         super().__init__({"u": In(stream.Signature(input_layout(net))),
                           "y": Out(stream.Signature(output_layout(net)))})
 
@@ -203,10 +244,12 @@ class NetworkAccelerator(wiring.Component):
 
     @property
     def latency(self) -> int:
+        # a unit that reads its input in place accepts it `hold` cycles after it is offered
         encoder = 0 if self.encoder is None else self.encoder.latency
-        return (encoder + sum(layer.latency + mix.latency + 1
+        return (encoder + sum(layer.latency + mix.hold + mix.latency + 1
                               for layer, mix in zip(self.layers, self.mixers))
-                + 3 + self.decoder.latency + self._argmax_slices)
+                + 3 + (self.channels if self.serial_pool else 0) + self.decoder.hold
+                + self.decoder.latency + self._argmax_slices)
 
     @property
     def lanes(self) -> int:
@@ -222,6 +265,8 @@ class NetworkAccelerator(wiring.Component):
                 "complex_multipliers": self.net.config.hardware.complex_multipliers,
                 "cycles_per_timestep": self.cycles_per_timestep,
                 "loop_stages": self.loop_stages,
+                "storage": self.layers[0].hardware_summary()["storage"],
+                "layer_memories": [layer.memory_summary() for layer in self.layers],
                 "layer_latency_cycles": [layer.latency for layer in self.layers],
                 "residual_fifo_depths": self.fifo_depths,
                 # folded linear layers: cycles per vector and multipliers (the one-input encoder
@@ -271,9 +316,43 @@ class NetworkAccelerator(wiring.Component):
 
     # --- datapath ------------------------------------------------------------------------------
 
+    @property
+    def units(self) -> list:
+        """The sub-components that multiply: SSM layers, mixing units, encoder, decoder."""
+        return [*self.layers, *self.mixers, *([self.encoder] if self.encoder else []),
+                self.decoder]
+
+    def _share_dsp_products(self, platform) -> None:
+        """Give each unit its share of ``hardware.dsp_products``: every unit is elaborated once
+        with no budget to learn its products' logic costs, the budget goes to the most expensive
+        products of the whole design, and each unit then takes the number of those that are its
+        own (it picks the same ones: units rank by the same cost and order). The pooling's H
+        constant products s * M take part as one more unit."""
+        budget = self.net.config.hardware.dsp_products
+        units = self.units
+        if budget is None:
+            for unit in units:
+                unit.dsp_products = None
+            self._pool_dsp_products = len(self.product_costs)
+            return
+        costs = []                                      # (cost, unit index)
+        for index, unit in enumerate(units):
+            unit.dsp_products = None
+            unit.elaborate(platform)
+            costs += [(cost, index) for cost in unit.product_costs]
+        costs += [(cost, len(units)) for cost in self.product_costs]
+        chosen = choose_dsp_products([cost for cost, _ in costs], budget)
+        shares = [0] * (len(units) + 1)
+        for (_, index), dsp in zip(costs, chosen):
+            shares[index] += dsp
+        for unit, share in zip(units, shares):
+            unit.dsp_products = share
+        self._pool_dsp_products = shares[-1]
+
     def elaborate(self, platform):
         m = Module()
         self.products = []
+        self._share_dsp_products(platform)
         net, cfg, q = self.net, self.net.network, self.net.config.quant
         H = self.channels
         fu, fs = cfg.input.format.frac, q.input.format.frac
@@ -334,7 +413,7 @@ class NetworkAccelerator(wiring.Component):
                              mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
             # A register slice after the mixing unit: its ready depends on its output's ready,
             # so without the slice the ready chain would run through every layer.
-            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2)
+            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2, skid=self.skid)
             m.d.comb += [cut.i.valid.eq(mix.o.valid),
                          cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
                                               mix.o.payload.side)),
@@ -355,21 +434,54 @@ class NetworkAccelerator(wiring.Component):
         pooled = [Signal(signed(wp), name=f"pooled{h}") for h in range(H)]
         pooled_valid = Signal()
         pooled_take = Signal()
-        m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
         take = src_valid & src_ready
         with m.If(pooled_take):
             m.d.sync += pooled_valid.eq(0)
-        with m.If(take):
-            m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
-            with m.If(src_last):
-                m.d.sync += pooled_valid.eq(1)
+        multiplier = Const(net.pool_mult)
+
+        def pool_product(index, total):
+            """s * M, a multiplier when the DSP budget has room (see _share_dsp_products)."""
+            in_dsp = index < self._pool_dsp_products
+            if in_dsp:
+                self.products.append(Product(multiplier, total, None, (int(net.pool_mult),),
+                                             len(multiplier), sum_width, ("pool_total", index),
+                                             "pool*m"))
+            return wire(m, total * multiplier if in_dsp else product_in_logic(multiplier, total),
+                        f"pool_product{index}")
+
+        if not self.serial_pool:
+            # Every channel's mean at the sequence's last beat.
+            m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
+            means = [pool_product(h, totals[h]) for h in range(H)]
+            with m.If(take):
+                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+                with m.If(src_last):
+                    m.d.sync += pooled_valid.eq(1)
+                    m.d.sync += [pooled[h].eq(requantize(means[h], fs + net.pool_shift, cfg.pool))
+                                 for h in range(H)]
+        else:
+            # After the last beat, one channel's mean per cycle (H cycles, at most G: the next
+            # sequence's beats are held meanwhile, and none is due before G cycles).
+            walking = Signal()
+            channel = Signal(range(H), name="pool_channel") if H > 1 else Const(0, 1)
+            m.d.comb += src_ready.eq(~walking & (~src_last | ~pooled_valid | pooled_take))
+            mean = pool_product(0, select_word(m, sums, channel, signed(sum_width), "pool_sel"))
+            mean = requantize(mean, fs + net.pool_shift, cfg.pool)
+            with m.If(take):
+                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+                with m.If(src_last):
+                    m.d.sync += walking.eq(1)
+            with m.If(walking):
                 for h in range(H):
-                    multiplier = Const(net.pool_mult)
-                    self.products.append(Product(
-                        multiplier, totals[h], None, (int(net.pool_mult),), len(multiplier),
-                        sum_width, ("pool_total", h), "pool*m"))
-                    mean = requantize(totals[h] * multiplier, fs + net.pool_shift, cfg.pool)
-                    m.d.sync += pooled[h].eq(mean)
+                    with m.If(channel == h):
+                        m.d.sync += pooled[h].eq(mean)
+                with m.If(channel == H - 1):
+                    m.d.sync += [walking.eq(0), pooled_valid.eq(1)]
+                    if H > 1:
+                        m.d.sync += channel.eq(0)
+                if H > 1:
+                    with m.Else():
+                        m.d.sync += channel.eq(channel + 1)
 
         # The folded decoder (it latches the pooled features), then a register slice before
         # the arg-max.
@@ -377,7 +489,7 @@ class NetworkAccelerator(wiring.Component):
         wz = logits_width(net)
         m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
         m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
-        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz)
+        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz, skid=self.skid)
         m.d.comb += [cut.i.valid.eq(dec.o.valid), dec.o.ready.eq(cut.i.ready),
                      cut.i.payload.eq(Cat(*(dec.o.payload.y[c] for c in range(cfg.classes))))]
         # Arg-max: a tournament, level by level, with a register slice after every
@@ -393,7 +505,7 @@ class NetworkAccelerator(wiring.Component):
             level += 1
             if len(candidates) > 1 and level % ARGMAX_LEVELS_PER_SLICE == 0:
                 stage = m.submodules[f"argmax_slice{level}"] = RegisterSlice(
-                    cfg.classes * wz + len(candidates) * (wp + wz))
+                    cfg.classes * wz + len(candidates) * (wp + wz), skid=self.skid)
                 m.d.comb += [stage.i.valid.eq(valid), ready.eq(stage.i.ready),
                              stage.i.payload.eq(Cat(logits, *(Cat(i, v) for i, v in candidates)))]
                 valid, ready = stage.o.valid, stage.o.ready

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """One quantized diagonal SSM layer (S4D or S5) as an Amaranth component.
 
 Computes exactly what ``golden/integer_model.py`` specifies, one timestep per input beat:
@@ -8,7 +9,38 @@ Computes exactly what ``golden/integer_model.py`` specifies, one timestep per in
 Parallelism (``lanes``, like hls4ml's ReuseFactor or FINN's PE): the P states are split into
 G = P / lanes groups; each clock cycle issues one group, ``lanes`` states at once, so a timestep
 takes G cycles and the multipliers are shared G-fold. With lanes = P, G = 1: one timestep per
-cycle. Weights are constants baked into the design (a small ROM per lane when G > 1).
+cycle. Weights are constants baked into the design.
+
+Storage (``hardware.storage``). With G > 1 a lane revisits each of its G states every G cycles,
+so the states and the per-state weights (Abar, Bbar, C and the small per-state selectors) are
+words of memories G deep, read one group per cycle:
+
+    registers  every state in flip-flops behind a G:1 multiplexer, every weight in a LUT ROM
+               (cost grows with P)
+    memory     ``amaranth.lib.memory.Memory`` blocks that Yosys maps to block RAM (SB_RAM40_4K,
+               DP16KD): one for the states (all lanes' real and imaginary parts in one word:
+               the lanes always read and write the same group) and one ROM per pipeline stage
+               that reads weights (every field read at that stage packed into one word), so the
+               logic follows the lanes and the block RAM the bits.
+
+A memory read is synchronous: the address is presented one cycle before the word is used,
+i.e. the group one stage earlier, or for stage 0 the group the issue register takes next
+(:meth:`_Pipeline.read_address`), with the read enable on ``advance`` so a held pipeline holds
+its words too. The state for the group at stage ``pre`` is read at the cycle the group at
+stage ``pre`` - 1 occupies (for ``pre`` = 0, one cycle before issue), G advancing cycles after the
+read of the previous round; its write lands at the end of stage L - 1. Read and write of the
+same state meet in one cycle only when ``pre`` = 0 and L = G: only then is the read port made
+transparent to the write port (read-during-write returns the new word).
+
+With memory storage an s4d layer whose lanes divide the modes per channel reads out serially
+(:attr:`SSMLayer.serial_readout`): one running sum, rounding and D u product for all channels,
+one input sample selected at issue instead of all H carried down the pipeline.
+
+DSP blocks (``hardware.dsp_products``, or a network's share of it): the products that would cost
+the most logic stay multipliers, the rest are built from adders (``multiply.py``). A network
+elaborates each layer once without a budget to rank the products of the whole design; the
+memories and modules of that dry run are never used, hence the first line, which silences
+Amaranth's warning about them.
 
 Pipelining rule. Everything that does not feed back (the input products Bbar u, the readout
 Re(C x) + D u, the sum over lanes and groups, the output rounding) is pipelined freely. The
@@ -42,13 +74,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...spec.quantized import QuantizedSSM
 from .const_product import const_product
 from .fixed import apply_overflow, requantize, round_shift
+from .multiply import drive_products
 from .signals import select_word, wire
 
 __all__ = ["SSMLayer", "Product", "input_layout", "output_layout"]
@@ -119,8 +153,19 @@ class SSMLayer(wiring.Component):
     #: One output beat per input beat (the manifest's ``stream.output_beat``).
     output_beat = "timestep"
 
-    def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False):
+    def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False,
+                 dsp_products: int | None | str = "config"):
         self.model = model
+        #: At most this many products are multipliers (DSP blocks), the rest logic
+        #: (``multiply.py``); None: all. Default: ``hardware.dsp_products``; a network gives
+        #: each layer its share of the whole design's budget.
+        self.dsp_products = (model.config.hardware.dsp_products if dsp_products == "config"
+                             else dsp_products)
+        #: logic cost of every product of the last elaboration (``multiply.logic_cost``), DSP
+        #: or not: what a network ranks to share its budget
+        self.product_costs: list[int] = []
+        #: memories of the last elaboration (memory storage): name, holds, words, word_bits
+        self.memories: list[dict] = []
         #: D u as shifts and adds (hw/datapath/const_product.py) instead of a multiplier: the whole
         #: network sets it, where DSP blocks are scarce; a single layer keeps the multiplier.
         self.constants_in_logic = constants_in_logic
@@ -146,13 +191,29 @@ class SSMLayer(wiring.Component):
     def latency(self) -> int:
         return self.groups + self.loop_stages + READOUT_STAGES
 
+    @property
+    def uses_memory(self) -> bool:
+        """States and per-state weights in memories (``hardware.storage``; see the module
+        docstring)."""
+        return self.groups > 1 and self.model.config.hardware.storage == "memory"
+
     def hardware_summary(self) -> dict:
         """The manifest's ``hardware`` section: parallelism and timing."""
         return {"lanes": self.lanes,
                 "complex_multipliers": self.model.config.hardware.complex_multipliers,
                 "cycles_per_timestep": self.cycles_per_timestep,
                 "loop_stages": self.loop_stages,
+                "storage": "memory" if self.uses_memory else "registers",
+                "memories": self.memory_summary(),
                 "latency_cycles": self.latency}
+
+    def memory_summary(self) -> list[dict]:
+        """The memories of memory storage (none with registers): for each its name, what it
+        holds, words (G) and bits per word; learnt from an elaboration (a dry one if the layer
+        was not elaborated yet)."""
+        if self.uses_memory and not self.memories:
+            self.elaborate(None)
+        return [dict(m) for m in self.memories]
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -164,6 +225,15 @@ class SSMLayer(wiring.Component):
         """s4d with G > 1: the readout sums the lanes per slot and routes each slot's sum to its
         channel (see :meth:`_output`), instead of one gated sum per channel and lane."""
         return self.model.kind == "s4d" and self.groups > 1
+
+    @property
+    def serial_readout(self) -> bool:
+        """Memory storage, s4d, each group inside one channel (lanes divide the modes per
+        channel): the channels' sums complete one after another, so one accumulator, one
+        rounding and one D u product serve every channel (see :meth:`_serial_output`) and the
+        logic does not grow with H either."""
+        modes = self.model.states // self.model.channels
+        return self.uses_memory and self.model.kind == "s4d" and modes % self.lanes == 0
 
     def _slots(self) -> tuple[list[int], list[int]]:
         """Routed readout: (slot of each state, first channel of each group). s4d states are
@@ -192,31 +262,31 @@ class SSMLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        self.products = []
+        self.products, self.memories = [], []
         pipe = _Pipeline(self, m)
         wx = self.model.config.quant.state.format.width
-        x_re = [Signal(signed(wx), name=f"x{p}_re") for p in range(self.model.states)]
-        x_im = [Signal(signed(wx), name=f"x{p}_im") for p in range(self.model.states)]
+        states = (_MemoryStates if self.uses_memory else _RegisterStates)(pipe, wx)
         # Per output channel (or, when routed, per slot): one term per lane that feeds it.
         contributions = [[] for _ in range(max(self.slot) + 1 if self._routed else
                                            self.model.channels)]
         for lane in range(self.lanes):
             lane_ctx = _Lane(self, pipe, lane)
-            x_new = self._state_update(lane_ctx, x_re, x_im)
-            for key, term in self._output_terms(lane_ctx, x_new, (x_re, x_im)):
+            x_new = self._state_update(lane_ctx, states)
+            for key, term in self._output_terms(lane_ctx, x_new, states):
                 contributions[key].append(term)
         self._output(pipe, contributions)
+        states.finish()
+        pipe.finish()
         return m
 
-    def _state_update(self, lane: "_Lane", x_re, x_im):
+    def _state_update(self, lane: "_Lane", states):
         """x_p = Q_state(ACC(Abar_p x_p + sum_h Bbar_p,h u_h)) for the lane's state at stage
         L - 1 (see the module docstring for where the loop's registers sit); writes it back and
         returns it (re, im)."""
         pipe, model, q = lane.pipe, self.model, self.model.config.quant
-        L, states, plan = self.loop_stages, lane.states, model.state_acc
+        L, plan, lane_states = self.loop_stages, model.state_acc, lane.states
         wx, wa, wb = q.state.format.width, q.abar.format.width, q.bbar.format.width
         fa, fb, fu = q.abar.format.frac, q.bbar.format.frac, q.input.format.frac
-        issue = pipe.stage(0)
         cuts = LOOP_CUTS[:L - 1]
         pre = int("read" in cuts)                     # stage of the pre-add (Gauss) and zeroing
         operands = pre + int("operands" in cuts)      # stage of the multipliers
@@ -226,17 +296,14 @@ class SSMLayer(wiring.Component):
         write = rnd + int("rounded" in cuts)          # stage of the overflow and the state write
         assert write == L - 1
 
-        # Previous state, read at issue (zero at the start of a sequence).
-        xr, xi = (lane.wire(Mux(pipe.stage(pre).start, 0,
-                                lane.delay(select_word(lane.m, [x[p] for p in states], issue.group,
-                                                        signed(wx), lane.name(f"x_stored_{part}")),
-                                           pre, f"x_stored_{part}_reg")),
-                            f"x_prev_{part}")
-                  for x, part in ((x_re, "re"), (x_im, "im")))
+        # Previous state, as stored for the group at stage `pre` (zero at the start of a
+        # sequence).
+        xr, xi = (lane.wire(Mux(pipe.stage(pre).start, 0, stored), f"x_prev_{part}")
+                  for stored, part in zip(states.read(lane, pre), ("re", "im")))
 
         # Abar * x, exact; 3 real multipliers (Gauss) or 4, at stage `operands`; post-adds at
         # stage `post`.
-        re_vals, im_vals, i = model.abar_re[states], model.abar_im[states], lane.index
+        re_vals, im_vals, i = model.abar_re[lane_states], model.abar_im[lane_states], lane.index
         ar = lane.rom(re_vals, wa, "abar_re", operands)
         registers = post - operands
         if model.config.hardware.complex_multipliers == 3:
@@ -273,9 +340,9 @@ class SSMLayer(wiring.Component):
         b_sum = min(b_mult + 1, add)
         if model.kind == "s4d":
             u_sel, u_key = self._lane_input(lane, b_mult)
-            b_factors = [(model.bbar_re[states], model.bbar_im[states], u_sel, u_key, "")]
+            b_factors = [(model.bbar_re[lane_states], model.bbar_im[lane_states], u_sel, u_key, "")]
         else:
-            b_factors = [(model.bbar_re[states, h], model.bbar_im[states, h], pipe.stage(b_mult).u[h],
+            b_factors = [(model.bbar_re[lane_states, h], model.bbar_im[lane_states, h], pipe.stage(b_mult).u[h],
                           ("u", h), h) for h in range(model.channels)]
         b_terms = [tuple(lane.product(lane.rom(vals, wb, f"bbar{h}_{part}", b_mult), u, b_sum - b_mult,
                                       f"bu{h}_term_{part}", weight=(vals, wb), operand_key=u_key,
@@ -283,7 +350,7 @@ class SSMLayer(wiring.Component):
                          for vals, part in ((re_vals, "re"), (im_vals, "im")))
                    for re_vals, im_vals, u, u_key, h in b_factors]
 
-        fx_min = min(int(model.state_frac[p]) for p in states)
+        fx_min = min(int(model.state_frac[p]) for p in lane_states)
         x_new = []
         for index, part in enumerate(("re", "im")):
             bu = lane.wire(sum(self._acc_term(plan, t[index], fb + fu) for t in b_terms), f"bu_{part}")
@@ -313,18 +380,14 @@ class SSMLayer(wiring.Component):
             lane.m.d.comb += x.eq(apply_overflow(rounded, wx, q.state.overflow)[:wx].as_signed())
             x_new.append(x)
 
-        at_write = pipe.stage(write)
-        valid, group = at_write.valid, at_write.group   # (delayed outside any If: see delay())
-        stored = (x_re, x_im)
-        with pipe.when(pipe.advance & valid):
-            for g, p in enumerate(states):
-                with lane.m.If(group == g):
-                    lane.m.d.sync += [stored[0][p].eq(x_new[0]), stored[1][p].eq(x_new[1])]
+        states.write(lane, write, x_new)
         return x_new
 
     def _lane_input(self, lane: "_Lane", stage: int):
         """s4d: the input channel of the lane's state, at ``stage``, and its key (lanes that
         select the same channels per group compute the same value)."""
+        if self.serial_readout:
+            return lane.pipe.delay(lane.pipe.serial_input, stage, "u_serial"), ("u_serial",)
         channels = [int(self.model.channel[p]) for p in lane.states]
         if len(set(channels)) == 1:
             return lane.pipe.stage(stage).u[channels[0]], ("u", channels[0])
@@ -334,14 +397,15 @@ class SSMLayer(wiring.Component):
         selected = select_word(lane.m, lane.pipe.stage(read).u, index, signed(width), lane.name("u"))
         return lane.delay(selected, stage - read, "u_sel"), ("u_select", tuple(channels))
 
-    def _output_terms(self, lane: "_Lane", x_new, stored):
+    def _output_terms(self, lane: "_Lane", x_new, states):
         """Terms Re(C_h,p x_p) of the lane's state, as (output channel, term) pairs at stage
         L + 2, already aligned/requantized into the output accumulator."""
-        model, q, states, L = self.model, self.model.config.quant, lane.states, self.loop_stages
+        model, q, L = self.model, self.model.config.quant, self.loop_stages
+        states_of_lane = lane.states
         wc, fc, plan = q.c.format.width, q.c.format.frac, model.output_acc
         if self.groups == 1:
             # The state register itself is x_new one cycle later: no copy needed.
-            xn_re, xn_im = (x[states[0]] for x in stored)
+            xn_re, xn_im = states.registers(states_of_lane[0])
         else:
             xn_re, xn_im = (lane.delay(v, 1, f"x_new_{part}_reg") for v, part in zip(x_new, ("re", "im")))
 
@@ -358,12 +422,12 @@ class SSMLayer(wiring.Component):
                                   f"{what}_term")
 
         if model.kind == "s5":
-            return [(h, c_term(model.c_re[h, states], model.c_im[h, states], f"c{h}"))
+            return [(h, c_term(model.c_re[h, states_of_lane], model.c_im[h, states_of_lane], f"c{h}"))
                     for h in range(model.channels)]
-        term = c_term(model.c_re[states], model.c_im[states], "c")
+        term = c_term(model.c_re[states_of_lane], model.c_im[states_of_lane], "c")
         if not self._routed:
-            return [(int(model.channel[states[0]]), term)]      # one state per lane
-        slots = [self.slot[p] for p in states]
+            return [(int(model.channel[states_of_lane[0]]), term)]      # one state per lane
+        slots = [self.slot[p] for p in states_of_lane]
         if len(set(slots)) == 1:
             return [(slots[0], term)]
         # The lane's state falls in different slots across groups: gate the term per slot.
@@ -381,6 +445,8 @@ class SSMLayer(wiring.Component):
         channel base(g) + k of the group. A folded s4d layer thus needs one adder tree, not one
         per channel (each lane would otherwise feed every channel its states belong to); the
         sums are exact, so the order of the additions does not change the result."""
+        if self.serial_readout:
+            return self._serial_output(pipe, contributions[0])
         m, model, q, plan = pipe.m, self.model, self.model.config.quant, self.model.output_acc
         fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
         L = self.loop_stages
@@ -437,12 +503,147 @@ class SSMLayer(wiring.Component):
                                  1, f"y{h}_rounded_reg")
             m.d.comb += y_next.data[h].eq(apply_overflow(rounded, q.output.format.width, q.output.overflow))
 
-        at_out = pipe.stage(L + 6)
+        self._output_register(pipe, y_next)
+
+    def _output_register(self, pipe: "_Pipeline", y_next):
+        """The output register: loaded with ``y_next`` when a timestep's last group leaves stage
+        L + 6, cleared when taken."""
+        m, at_out = pipe.m, pipe.stage(self.loop_stages + 6)
         out_valid, out_last = at_out.valid, at_out.last
         with pipe.when(pipe.advance & out_valid & out_last):
             m.d.sync += [self.y.payload.eq(y_next), self.y.valid.eq(1)]
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
+
+    def _serial_output(self, pipe: "_Pipeline", terms):
+        """The readout of :attr:`serial_readout`: the groups of channel h are consecutive
+        (R = modes / lanes of them), so at L + 4 one running sum restarts with D_h u_h at each
+        channel's first group and adds the lanes' sum of every group; at L + 5 it is rounded;
+        at L + 6, after a channel's last group, it saturates or wraps into that channel's word
+        of a buffer, and after the timestep's last group (channel H - 1) the buffer and that
+        last word load the output register. The D u product is one per layer: D from the
+        weight memory, u the sample the lanes' Bbar u takes (selected at issue)."""
+        m, model, q, plan = pipe.m, self.model, self.model.config.quant, self.model.output_acc
+        L, G, H = self.loop_stages, self.groups, model.channels
+        per_channel = G // H
+        channel = [g // per_channel for g in range(G)]
+        fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
+        # D u at L + 1 (registered: L + 2), aligned and delayed to the accumulator at L + 4
+        d_values = [int(model.d[h]) for h in channel]
+        d_word = pipe.lookup(d_values, signed(wd), "d", L + 1)
+        u = pipe.delay(pipe.serial_input, L + 1, "u_serial_d")
+        d_product = pipe.product(d_word, u, 1, "du", weight=(d_values, wd),
+                                 operand_key=("u_serial",), what="d*u")
+        d_term = pipe.delay(wire(m, self._acc_term(plan, d_product, fd + fu), "d_term"), 2,
+                            "d_term_reg")
+        lanes = pipe.delay(wire(m, sum(pipe.delay(wire(m, t, f"term{i}"), 1, f"term{i}_reg")
+                                       for i, t in enumerate(terms)), "lanes"),
+                           1, "lanes_reg")
+        channel_first = pipe.rom_unsigned([int(g % per_channel == 0) for g in range(G)],
+                                          "channel_first", L + 4)
+        at_acc = pipe.stage(L + 4)
+        valid = at_acc.valid
+        total = Signal(signed(plan.sum_bits), name="y_partial")
+        running = Mux(channel_first, d_term, total) + lanes
+        with pipe.when(pipe.advance & valid):
+            m.d.sync += total.eq(running)
+        acc = wire(m, self._acc_result(plan, total), "y_sum")
+        rounded = pipe.delay(wire(m, round_shift(acc, plan.frac - q.output.format.frac,
+                                                 q.output.rounding), "y_rounded"),
+                             1, "y_rounded_reg")
+        wy = q.output.format.width
+        value = wire(m, apply_overflow(rounded, wy, q.output.overflow)[:wy].as_signed(), "y_value")
+        at_out = pipe.stage(L + 6)
+        out_valid = at_out.valid
+        out_channel = pipe.rom_unsigned(channel, "channel_out", L + 6)
+        channel_last = pipe.rom_unsigned([int(g % per_channel == per_channel - 1)
+                                          for g in range(G)], "channel_last", L + 6)
+        buffer = [Signal(signed(wy), name=f"y{h}_done") for h in range(H - 1)]
+        with pipe.when(pipe.advance & out_valid & channel_last):
+            for h, word in enumerate(buffer):
+                with m.If(out_channel == h):
+                    m.d.sync += word.eq(value)
+        y_next = Signal(output_layout(model))
+        m.d.comb += [*(y_next.data[h].eq(word) for h, word in enumerate(buffer)),
+                     y_next.data[H - 1].eq(value)]
+        self._output_register(pipe, y_next)
+
+
+class _RegisterStates:
+    """States in flip-flops: each lane selects its group's state G:1 at issue."""
+
+    def __init__(self, pipe: "_Pipeline", width: int):
+        self.pipe, self.width = pipe, width
+        states = pipe.layer.model.states
+        self.re = [Signal(signed(width), name=f"x{p}_re") for p in range(states)]
+        self.im = [Signal(signed(width), name=f"x{p}_im") for p in range(states)]
+
+    def read(self, lane: "_Lane", stage: int):
+        """The lane's stored state (re, im) for the group at ``stage``: selected at issue and
+        delayed."""
+        group = self.pipe.stage(0).group
+        return tuple(lane.delay(select_word(lane.m, [x[p] for p in lane.states], group,
+                                            signed(self.width), lane.name(f"x_stored_{part}")),
+                                stage, f"x_stored_{part}_reg")
+                     for x, part in ((self.re, "re"), (self.im, "im")))
+
+    def write(self, lane: "_Lane", stage: int, x_new):
+        """Store the lane's new state (re, im) for the group at ``stage``."""
+        at = self.pipe.stage(stage)
+        valid, group = at.valid, at.group     # (delayed outside any If: see _Pipeline.delay)
+        with self.pipe.when(self.pipe.advance & valid):
+            for g, p in enumerate(lane.states):
+                with lane.m.If(group == g):
+                    lane.m.d.sync += [self.re[p].eq(x_new[0]), self.im[p].eq(x_new[1])]
+
+    def registers(self, p: int):
+        """State p's registers (re, im): with G = 1 they hold x_new one cycle later."""
+        return self.re[p], self.im[p]
+
+    def finish(self):
+        pass
+
+
+class _MemoryStates:
+    """States in one memory of G words, each holding every lane's (re, im) of one group: the
+    lanes read and write the same group in the same cycle. Read and write timing: see the
+    module docstring."""
+
+    def __init__(self, pipe: "_Pipeline", width: int):
+        self.pipe, self.width = pipe, width
+        self.word = Signal(2 * width * pipe.layer.lanes, name="x_stored")
+        self.new = {}
+        self.read_stage = self.write_stage = None
+
+    def read(self, lane: "_Lane", stage: int):
+        self.read_stage = stage
+        base = 2 * self.width * lane.index
+        return tuple(lane.wire(self.word[base + k * self.width:][:self.width].as_signed(),
+                               f"x_stored_{part}") for k, part in enumerate(("re", "im")))
+
+    def write(self, lane: "_Lane", stage: int, x_new):
+        self.write_stage = stage
+        self.new[lane.index] = Cat(*x_new)
+
+    def registers(self, p: int):
+        raise AssertionError("memory storage only serves folded layers (G > 1)")  # pragma: no cover
+
+    def finish(self):
+        pipe, layer, m = self.pipe, self.pipe.layer, self.pipe.m
+        memory = Memory(shape=unsigned(len(self.word)), depth=layer.groups, init=[])
+        m.submodules.states = memory
+        layer.memories.append({"name": "states", "holds": "states", "words": layer.groups,
+                               "word_bits": len(self.word)})
+        write = memory.write_port()
+        # the read of a group's next round and the write of its update meet in one cycle only
+        # when L = G + read stage (i.e. read stage 0, L = G): then read the word being written
+        transparent = layer.loop_stages >= layer.groups + self.read_stage
+        read = memory.read_port(transparent_for=(write,) if transparent else ())
+        at = pipe.stage(self.write_stage)
+        m.d.comb += [read.addr.eq(pipe.read_address(self.read_stage)), read.en.eq(pipe.advance),
+                     self.word.eq(read.data),
+                     write.addr.eq(at.group), write.en.eq(pipe.advance & at.valid),
+                     write.data.eq(Cat(*(self.new[lane] for lane in range(layer.lanes))))]
 
 
 class _Token:
@@ -485,6 +686,8 @@ class _Pipeline:
         self.advance = Signal()
         self._stages = {}
         self._conditional = 0      # depth of when() blocks being built
+        self._rom_fields = {}      # memory storage: stage -> [(field signal, value per group)]
+        self._products = []        # (named result, Product) of every product, see finish()
 
         # Issue stage: the latched beat and the group to issue next.
         u_data = Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), model.channels))
@@ -508,6 +711,16 @@ class _Pipeline:
             with m.If(self.advance & busy):
                 m.d.sync += [group.eq(Mux(last, 0, group + 1)),
                              last.eq(~last & (group == G - 2))]
+        # (the group counter is 0 whenever the issue stage is idle)
+        self.next_group = Mux(busy & ~last, group + 1, 0)[:len(group)] if G > 1 else group
+        if layer.serial_readout:
+            # The one input sample a group needs (its channel's), selected from the latched
+            # beat at issue: only 8 bits or so travel down the pipeline instead of all H.
+            modes = model.states // model.channels
+            channel = self.rom_unsigned([g * layer.lanes // modes for g in range(G)],
+                                        "u_channel", 0)
+            self.serial_input = select_word(m, [u_data[h] for h in range(model.channels)],
+                                            channel, signed(len(u_data[0])), "u_serial")
 
     def delay(self, value, n: int, name: str, *, reset_less: bool = True):
         """``value`` after ``n`` pipeline registers (constants pass through unregistered).
@@ -540,33 +753,84 @@ class _Pipeline:
 
     def product(self, a, b, registers: int, name: str, *, weight: tuple, operand_key: tuple,
                 what: str):
-        """a * b (exact), named, then ``registers`` pipeline registers; recorded in the layer's
-        ``products`` with ``weight`` = (its values per group, its declared width) and the other
-        factor's ``operand_key`` (see :class:`Product`)."""
+        """a * b (exact), named, then ``registers`` pipeline registers. A multiplier when the
+        layer's DSP budget takes it (then recorded in the layer's ``products`` with ``weight`` =
+        (its values per group, its declared width) and the other factor's ``operand_key``, see
+        :class:`Product`), else logic (``multiply.py``)."""
         a, b = Value.cast(a), Value.cast(b)
-        named = wire(self.m, a * b, name)
+        # whether a multiplier (a DSP block) or logic computes it is decided in finish(), once
+        # every product of the layer is known
+        named = Signal((a * b).shape(), name=name)
         result = self.delay(named, registers, f"{name}_reg")
         values, width = weight
         # one factor is the weight (a constant or a ROM word of exactly its declared width)
         operand_width = len(b) if len(a) == width else len(a)
-        self.layer.products.append(Product(a, b, result if registers else None,
-                                           tuple(int(v) for v in values), width, operand_width,
-                                           operand_key, what))
+        self._products.append((named, Product(a, b, result if registers else None,
+                                              tuple(int(v) for v in values), width,
+                                              operand_width, operand_key, what)))
         return result
 
-    def lookup(self, consts, shape, name: str, stage: int):
-        """``consts[group]`` for the group at ``stage``: read one stage earlier and registered
-        (so it reaches a multiplier as a register; only the group number travels down the
-        pipeline, not the ROM words)."""
+    def lookup(self, values, shape, name: str, stage: int):
+        """``values[group]`` (ints of ``shape``) for the group at ``stage``.
+
+        Registers: a LUT ROM read one stage earlier and registered (so it reaches a multiplier as
+        a register; only the group number travels down the pipeline, not the ROM words).
+        Memory: a field of the stage's weight memory (built by :meth:`finish`), whose read
+        register is that register. A value equal for every group is a constant either way."""
+        shape = Shape.cast(shape)
+        if self.layer.uses_memory:
+            if len(set(values)) == 1:
+                return Const(int(values[0]), shape)
+            field = Signal(shape, name=name)
+            self._rom_fields.setdefault(stage, []).append((field, [int(v) for v in values]))
+            return field
         read = max(stage - 1, 0)
-        word = select_word(self.m, consts, self.stage(read).group, shape, f"{name}_s{read}")
+        word = select_word(self.m, [Const(int(v), shape) for v in values], self.stage(read).group,
+                           shape, f"{name}_s{read}")
         return self.delay(word, stage - read, f"{name}_s{stage}")
 
     def rom_unsigned(self, values, name: str, stage: int):
         if len(set(values)) == 1:
             return Const(values[0], range(values[0] + 1))
-        return self.lookup([Const(v, range(max(values) + 1)) for v in values],
-                           range(max(values) + 1), name, stage)
+        return self.lookup(values, range(max(values) + 1), name, stage)
+
+    def read_address(self, stage: int):
+        """The address for a synchronous memory read port (enabled by ``advance``) whose word
+        must belong to the group at ``stage``: the group one stage earlier, or for stage 0 the
+        group the issue register takes next."""
+        return self.stage(stage - 1).group if stage >= 1 else self.next_group
+
+    def finish(self):
+        """Build what needs every product or every weight field first: the products (the
+        ``dsp_products`` most expensive in logic as multipliers, the rest in logic), and with
+        memory storage each stage's weight memory, one word per group holding every field read
+        at that stage (so the fields share block RAM instead of each taking its own narrow
+        one)."""
+        layer = self.layer
+        layer.product_costs, layer.products = drive_products(self.m, self._products,
+                                                             layer.dsp_products)
+        for stage, fields in sorted(self._rom_fields.items()):
+            init = []
+            for group in range(self.layer.groups):
+                word, offset = 0, 0
+                for field, values in fields:
+                    word |= (values[group] & ((1 << len(field)) - 1)) << offset
+                    offset += len(field)
+                init.append(word)
+            # block RAM even where a LUT ROM would be smaller: "memory" storage is asked for so
+            # that the logic does not grow with P
+            memory = Memory(shape=unsigned(offset), depth=self.layer.groups, init=init,
+                            attrs={"rom_style": "block"})
+            self.m.submodules[f"weights_s{stage}"] = memory
+            layer.memories.append({"name": f"weights_s{stage}", "holds": "weights",
+                                   "words": self.layer.groups, "word_bits": offset,
+                                   "fields": [field.name for field, _ in fields]})
+            port = memory.read_port()
+            self.m.d.comb += [port.addr.eq(self.read_address(stage)), port.en.eq(self.advance)]
+            offset = 0
+            for field, _ in fields:
+                self.m.d.comb += field.eq(port.data[offset:offset + len(field)])
+                offset += len(field)
 
     def stage(self, s: int) -> _Token:
         """The token as seen by the logic fed from stage ``s``'s registers."""
@@ -595,16 +859,11 @@ class _Lane:
         return self.pipe.product(a, b, registers, self.name(name), **record)
 
     def rom(self, values, width: int, what: str, stage: int):
-        """Per-group constant for the group at ``stage``: a Const when there is one group, else
-        a ROM read one stage earlier and registered (so it reaches a multiplier as a register;
-        only the group number travels down the pipeline, not the ROM words)."""
-        return self._lookup([Const(int(v), signed(width)) for v in values], signed(width), what, stage)
+        """Per-group weight for the group at ``stage`` (:meth:`_Pipeline.lookup`)."""
+        return self.pipe.lookup(values, signed(width), self.name(what), stage)
 
     def rom_unsigned(self, values, what: str, stage: int):
         return self.pipe.rom_unsigned(values, self.name(what), stage)
-
-    def _lookup(self, consts, shape, what: str, stage: int):
-        return self.pipe.lookup(consts, shape, self.name(what), stage)
 
     def per_class(self, build, stage: int, what: str):
         """Evaluate ``build(state_frac)`` for each distinct state format among the lane's states

@@ -1,9 +1,16 @@
-"""The accelerator on a board: UART pins -> link controller -> SSM layer.
+# amaranth: UnusedElaboratable=no
+"""The accelerator on a board: UART pins -> link controller -> SSM layer or whole network.
 
-``BoardCore`` is everything but the pins and the clock: two UART pins in, the layer inside. The
-simulated transport (``sim/board/transport.py``) runs exactly this in Amaranth's simulator with a
-small divisor; ``BoardTop`` puts it on an amaranth-boards platform, taking the board's clock and
-its ``uart`` resource.
+``BoardCore`` is everything but the pins and the clock: two UART pins in, the accelerator inside
+(``SSMLayer`` behind ``LinkController`` for a QuantizedSSM, ``NetworkAccelerator`` behind
+``NetworkLinkController`` for a QuantizedNetwork). The simulated transport
+(``sim/board/transport.py``) runs exactly this in Amaranth's simulator with a small divisor;
+``BoardTop`` puts it on an amaranth-boards platform, taking the board's clock and its ``uart``
+resource.
+
+(The first line silences Amaranth's warning about components never elaborated: a board top whose
+elaboration stops at a bad parameter, e.g. ``ssmgen build --max-batch 0``, leaves the parts it
+built unused.)
 """
 
 from __future__ import annotations
@@ -15,37 +22,56 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ...spec.quantized import QuantizedSSM
+from ..datapath.network import NetworkAccelerator
 from ..datapath.ssm_layer import SSMLayer
 from .controller import LinkController
+from .network_controller import NetworkLinkController
 from .uart import UARTRx, UARTTx, check_divisor
 
-__all__ = ["BoardCore", "BoardTop", "DEFAULT_BAUD", "DEFAULT_MAX_BATCH", "uart_divisor"]
+__all__ = ["BoardCore", "BoardTop", "DEFAULT_BAUD", "DEFAULT_MAX_BATCH", "MAX_BAUD",
+           "uart_divisor"]
 
 DEFAULT_BAUD = 115200
+#: a layer's default; a network's is ``spec.protocol.default_network_batch``
 DEFAULT_MAX_BATCH = 32
+#: The boards' USB serial bridges (FTDI FT2232H on the iCEBreaker, FT231X on the ULX3S) go no
+#: faster.
+MAX_BAUD = 3_000_000
 
 
 def uart_divisor(clock_hz: float, baud: int) -> int:
     """Clock cycles per UART bit: clock / baud, rounded. The rate error must stay under 2 % so
-    that mid-bit sampling holds over a 10-bit character."""
+    that mid-bit sampling holds over a 10-bit character, the divisor must be at least 4 (the
+    receiver's mid-bit sampling) and the rate at most ``MAX_BAUD``. The iCEBreaker's 12 MHz
+    makes every standard rate up to 3 Mbaud (divisor 4); the ULX3S's 25 MHz up to 1 Mbaud
+    (divisor 25; 2 and 3 Mbaud would be 4 % off)."""
+    baud = operator.index(baud)
+    if baud <= 0:
+        raise ValueError(f"Baud must be positive, not {baud}")
     divisor = round(clock_hz / baud)
     error = abs(clock_hz / divisor - baud) / baud if divisor else 1.0
     if divisor < 4 or error > 0.02:
         raise ValueError(f"Baud {baud} cannot be generated from a {clock_hz / 1e6:g} MHz clock "
                          f"within 2 % (divisor {divisor}, error {100 * error:.1f} %)")
+    if baud > MAX_BAUD:
+        raise ValueError(f"Baud must be at most {MAX_BAUD} (the boards' USB serial bridges go no "
+                         f"faster), not {baud}")
     return divisor
 
 
 class BoardCore(wiring.Component):
-    """UART receiver -> byte FIFO -> LinkController <-> SSMLayer; LinkController -> UART
+    """UART receiver -> byte FIFO -> link controller <-> accelerator; link controller -> UART
     transmitter.
 
     Parameters
     ----------
-    model : QuantizedSSM
+    model : QuantizedSSM or QuantizedNetwork
+                            a layer: ``LinkController`` and ``SSMLayer``; a network:
+                            ``NetworkLinkController`` and ``NetworkAccelerator``
     divisor : int           clock cycles per UART bit (clock frequency / baud rate), >= 4
-    max_batch : int         timesteps per STREAM and output buffer capacity, 1..255
+    max_batch : int or None a layer: timesteps per STREAM and output buffer capacity, 1..255
+                            (None: ``DEFAULT_MAX_BATCH``); a network: timesteps per CLASSIFY,
+                            1..65535 (None: ``spec.protocol.default_network_batch``)
     fifo_depth : int        received bytes held while a request executes or its response is
                             sent (the host sends one request at a time; the FIFO absorbs line
                             noise or a retransmission that overlaps a response)
@@ -56,17 +82,24 @@ class BoardCore(wiring.Component):
     tx : Out(1)             UART line to the host (idle high)
     busy : Out(1)           receiving a byte, executing a request or sending a response (the
                             simulated transport waits for it to fall)
+
+    Attributes: ``link`` (the controller), ``accelerator`` (the layer or network).
     """
 
-    def __init__(self, model: QuantizedSSM, *, divisor: int, max_batch: int = DEFAULT_MAX_BATCH,
+    def __init__(self, model, *, divisor: int, max_batch: int | None = None,
                  fifo_depth: int = 64, model_hash: str | None = None):
         self.divisor = check_divisor(divisor)
         fifo_depth = operator.index(fifo_depth)
         if fifo_depth < 2:
             raise ValueError(f"Fifo_depth must be at least 2, not {fifo_depth}")
         self.fifo_depth = fifo_depth
-        self.layer = SSMLayer(model)
-        self.link = LinkController(model, max_batch=max_batch, model_hash=model_hash)
+        if getattr(model, "design_kind", None) == "network":
+            self.link = NetworkLinkController(model, max_batch=max_batch, model_hash=model_hash)
+            self.accelerator = NetworkAccelerator(model)
+        else:
+            self.link = LinkController(model, max_batch=(DEFAULT_MAX_BATCH if max_batch is None
+                                                         else max_batch), model_hash=model_hash)
+            self.accelerator = SSMLayer(model)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     def elaborate(self, platform):
@@ -75,7 +108,7 @@ class BoardCore(wiring.Component):
         m.submodules.uart_tx = uart_tx = UARTTx(self.divisor)
         m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.fifo_depth)
         m.submodules.link = link = self.link
-        m.submodules.layer = layer = self.layer
+        m.submodules.accelerator = accelerator = self.accelerator
 
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
                      fifo.w_data.eq(uart_rx.data.payload), fifo.w_en.eq(uart_rx.data.valid),
@@ -85,8 +118,8 @@ class BoardCore(wiring.Component):
                      self.busy.eq(uart_rx.busy | uart_rx.data.valid | (fifo.level != 0)
                                   | link.busy | uart_tx.busy)]
         wiring.connect(m, link.tx, uart_tx.data)
-        wiring.connect(m, link.u, layer.u)
-        wiring.connect(m, layer.y, link.y)
+        wiring.connect(m, link.u, accelerator.u)
+        wiring.connect(m, accelerator.y, link.y)
         return m
 
 
@@ -96,11 +129,12 @@ class BoardTop(Elaboratable):
     board's USB serial bridge). The platform's default ``sync`` domain and power-on reset are
     used.
 
-    ``baud``: line rate; the divisor is ``uart_divisor(clock, baud)``.
+    ``model``: a QuantizedSSM or QuantizedNetwork (see ``BoardCore``). ``baud``: line rate; the
+    divisor is ``uart_divisor(clock, baud)``.
     """
 
-    def __init__(self, model: QuantizedSSM, *, baud: int = DEFAULT_BAUD,
-                 max_batch: int = DEFAULT_MAX_BATCH, model_hash: str | None = None):
+    def __init__(self, model, *, baud: int = DEFAULT_BAUD, max_batch: int | None = None,
+                 model_hash: str | None = None):
         baud = operator.index(baud)
         if baud <= 0:
             raise ValueError(f"Baud must be positive, not {baud}")

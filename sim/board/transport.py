@@ -1,9 +1,9 @@
 """A Transport to the board top running in Amaranth's simulator, with real UART bit timing.
 
 ``BoardSimTransport`` simulates ``hw.link.board_top.BoardCore`` (UART, FIFO, link controller, SSM
-layer: everything but the board's pins and clock) and bit-bangs its UART: host bytes are shifted
-onto the ``rx`` pin as 8N1 characters of ``divisor`` clock cycles per bit, and the ``tx`` pin is
-decoded by sampling mid-bit. ``sw_driver.Accelerator.open(transport)`` works over it unchanged,
+layer or whole network: everything but the board's pins and clock) and bit-bangs its UART: host
+bytes are shifted onto the ``rx`` pin as 8N1 characters of ``divisor`` clock cycles per bit, and
+the ``tx`` pin is decoded by sampling mid-bit. ``sw_driver.Accelerator.open(transport)`` works over it unchanged,
 so the path host -> UART bytes -> RTL -> UART bytes -> host is exercised end to end.
 
 Time is simulated. ``read`` advances the simulation until the link falls quiet (nothing left to
@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 from ...hw.link.board_top import BoardCore
 from ...hw.link.uart import check_divisor
-from ...spec.protocol import IDENTIFY_STRUCT, max_encoded_size, sample_bytes
+from ...spec.protocol import max_encoded_size
 from ...sw_driver.transport import DIRECTIONS, FAULT_KINDS, FaultInjector, Transport
 
 __all__ = ["BoardSimTransport"]
@@ -37,15 +37,17 @@ async def _ticks(ctx, count: int) -> None:
 
 
 class BoardSimTransport(Transport):
-    """Parameters: ``model`` (QuantizedSSM), ``divisor`` (clock cycles per UART bit, >= 4;
-    small keeps the simulation fast), ``max_batch`` (the board top's output buffer), fault
+    """Parameters: ``model`` (QuantizedSSM or QuantizedNetwork), ``divisor`` (clock cycles per
+    UART bit, >= 4; small keeps the simulation fast), ``max_batch`` (timesteps per STREAM, the
+    board top's output buffer, for a layer; timesteps per CLASSIFY for a network), fault
     injection as in ``DeviceModelTransport`` (``faults``, ``fault_rate``, ``fault_kinds``,
     ``fault_directions``, ``seed``), ``host_divisor`` (the host UART's bit time in board clock
     cycles, default ``divisor``: another value models a baud-rate mismatch), ``vcd`` (a file to trace the board top's signals into, for
     debugging; written when the transport is closed).
 
-    Counters: ``steps_applied`` (timesteps the layer accepted), ``framing_errors`` (characters
-    from the board with a low stop bit; always 0 for a correct transmitter), ``cycles``.
+    Counters: ``steps_applied`` (timesteps the layer or network accepted), ``framing_errors``
+    (characters from the board with a low stop bit; always 0 for a correct transmitter),
+    ``cycles``.
     ``fault_log`` lists the injected faults.
     """
 
@@ -63,12 +65,13 @@ class BoardSimTransport(Transport):
         self.fault_log = self.injector.log
         self.byte_time = 10 * self.host_divisor * CLOCK_PERIOD
         link = self.core.link
-        largest_response = max(IDENTIFY_STRUCT.size,
-                               1 + link.max_batch * link.channels * sample_bytes(link.output_width))
         #: cycles the board may stay busy without the simulation being considered hung: the
-        #: largest response on the line plus a full STREAM's computation, with ample margin
-        self._busy_limit = (20 * self.divisor * (max_encoded_size(6 + largest_response) + 2)
-                            + link.max_batch * 64 * (self.core.layer.latency + link.step_bytes + 8)
+        #: largest response on the line plus a full STREAM's or CLASSIFY's computation, with
+        #: ample margin
+        self._busy_limit = (20 * self.divisor * (max_encoded_size(6 + link.largest_response) + 2)
+                            + link.max_batch * 64 * (self.core.accelerator.latency
+                                                     + self.core.accelerator.cycles_per_timestep
+                                                     + link.step_bytes + 8)
                             + 10_000)
         self._to_device: deque[int] = deque()
         self._from_device = bytearray()
@@ -135,7 +138,7 @@ class BoardSimTransport(Transport):
 
     async def _count_steps(self, ctx):
         while True:
-            await ctx.posedge(self.core.layer.u.valid)
+            await ctx.posedge(self.core.accelerator.u.valid)
             self.steps_applied += 1
 
     # --- Transport ----------------------------------------------------------------------------

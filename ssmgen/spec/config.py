@@ -68,7 +68,7 @@ from .network_config import NetworkConfig, parse_network
 
 __all__ = ["ConfigError", "ModelShape", "QuantConfig", "AbarPolar", "HardwareConfig",
            "WeightsSource", "SSMConfig", "NetworkConfig", "load_config", "parse_config",
-           "COMPONENTS", "MAX_LOOP_STAGES", "MIN_THETA_BITS", "MAX_POLAR_BITS"]
+           "COMPONENTS", "MAX_LOOP_STAGES", "MIN_MEMORY_GROUPS", "STORAGE_CHOICES", "MIN_THETA_BITS", "MAX_POLAR_BITS"]
 
 #: Components with a plain fixed-point format.
 COMPONENTS = ("abar", "bbar", "c", "d", "input", "state", "output")
@@ -82,6 +82,11 @@ MAX_POLAR_BITS = 16
 #: Most registers the state-update loop can use (hw/datapath/ssm_layer.py: LOOP_CUTS + the
 #: state itself).
 MAX_LOOP_STAGES = 7
+#: ``hardware.storage = "auto"`` keeps a folded layer's states and per-state weights in block RAM
+#: from this many groups (G = P / lanes) on: below it, a memory word is read too rarely for the
+#: block RAM it takes (an iCE40 block holds 256 words of 16 bits) to save logic.
+MIN_MEMORY_GROUPS = 16
+STORAGE_CHOICES = ("auto", "memory", "registers")
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,13 @@ class HardwareConfig:
     lanes: int
     complex_multipliers: int
     loop_stages: int            #: pipeline registers in the state-update loop (1..min(G, 7))
+    #: where a folded layer (G = P / lanes > 1) keeps its states and per-state weights:
+    #: "memory" (block RAM: cost follows lanes, not P) or "registers" (flip-flops and LUT ROMs);
+    #: a fully parallel layer (G = 1) always uses registers
+    storage: str = "registers"
+    #: at most this many products are multipliers (DSP blocks), chosen by the generator as
+    #: those that would cost the most logic; the rest are adders in LUTs; None: every product
+    dsp_products: int | None = None
 
 
 @dataclass(frozen=True)
@@ -260,7 +272,8 @@ def _abar_form(table):
 
 def _hardware(table, model) -> HardwareConfig:
     where = "hardware"
-    reject_unknown(table, ("lanes", "complex_multipliers", "loop_stages"), where)
+    reject_unknown(table, ("lanes", "complex_multipliers", "loop_stages", "storage",
+                           "dsp_products"), where)
     lanes = int_field(table, "lanes", where, lo=1, hi=model.states, default=model.states)
     if model.states % lanes:
         divisors = [d for d in range(1, model.states + 1) if model.states % d == 0]
@@ -279,7 +292,17 @@ def _hardware(table, model) -> HardwareConfig:
         raise ConfigError(f"hardware.loop_stages: must be \"auto\" or an integer 1..{most} "
                           f"(at most min(P / lanes, {MAX_LOOP_STAGES}) = min({model.states // lanes}, "
                           f"{MAX_LOOP_STAGES})), not {stages!r}")
-    return HardwareConfig(lanes, mults, stages)
+    storage = choice_field(table, "storage", where, STORAGE_CHOICES, default="auto")
+    groups = model.states // lanes
+    if storage == "auto":
+        storage = "memory" if groups >= MIN_MEMORY_GROUPS else "registers"
+    elif storage == "memory" and groups == 1:
+        storage = "registers"       # nothing to fold: one word per memory would be all it held
+    dsp = table.get("dsp_products", "all")
+    if dsp != "all" and (isinstance(dsp, bool) or not isinstance(dsp, int) or dsp < 0):
+        raise ConfigError(f"hardware.dsp_products: must be \"all\" or an integer >= 0 (the most "
+                          f"products left to DSP blocks), not {dsp!r}")
+    return HardwareConfig(lanes, mults, stages, storage, None if dsp == "all" else dsp)
 
 
 def _weights(table, base_dir) -> WeightsSource:

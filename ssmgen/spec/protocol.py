@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from cobs import cobs as _cobs
 
+from .hashing import model_hash as compute_hash
+
 __all__ = [
     "PROTOCOL_VERSION", "MAGIC", "Cmd", "Nack", "Frame", "DeviceInfo",
     "ProtocolError", "CRCError", "FrameTimeout", "IdentifyMismatch", "NackError",
@@ -23,6 +25,11 @@ __all__ = [
     "pack_stream_ack", "unpack_stream_ack", "pack_nack", "unpack_nack",
     "stream_payload_size", "max_encoded_size",
     "HEADER_SIZE", "CRC_SIZE", "MIN_FRAME", "MAX_PAYLOAD", "IDENTIFY_STRUCT",
+    "REQUESTS", "NETWORK_REQUESTS", "NetworkInfo", "unpack_identify", "NETWORK_IDENTIFY_STRUCT",
+    "NETWORK_KIND", "CLASSIFY_HEAD", "CLASSIFY_RESP_HEAD", "MAX_CLASSIFY_BATCH",
+    "DEFAULT_CLASSIFY_BYTES", "classify_payload_size", "classify_result_size", "classify_results",
+    "classify_response_size", "default_network_batch", "pack_classify", "unpack_classify",
+    "pack_classify_response", "unpack_classify_response",
 ]
 
 PROTOCOL_VERSION = 1
@@ -35,6 +42,20 @@ MAX_PAYLOAD = 0xFFFF
 FLAG_START = 0x01
 #: IDENTIFY_RESP payload: magic, version, hash, H, W_u, frac_u, W_y, frac_y, states, lanes, max_batch
 IDENTIFY_STRUCT = struct.Struct("<4sB32sHBbBbHHB")
+#: IDENTIFY_RESP payload of a network device: magic, version, hash, kind, H_in, W_in, frac_in,
+#: steps, classes, W_logits, frac_logits, H, layers, states, lanes, max_batch (docs/protocol.md)
+NETWORK_IDENTIFY_STRUCT = struct.Struct("<4sB32sBHBbIHBbHBHHH")
+#: The ``kind`` byte of a network device's IDENTIFY_RESP (a layer's has no kind byte: the
+#: payload's length tells the two apart).
+NETWORK_KIND = 2
+#: CLASSIFY request payload head: offset (u32, the first timestep's index in its sequence), n (u16)
+CLASSIFY_HEAD = struct.Struct("<IH")
+#: CLASSIFY_RESP payload head: position (u32, timesteps of the unfinished sequence), m (u16)
+CLASSIFY_RESP_HEAD = struct.Struct("<IH")
+MAX_CLASSIFY_BATCH = 0xFFFF             # n is a u16
+#: Input bytes a network device's CLASSIFY frame holds by default (two iCE40 block RAMs).
+DEFAULT_CLASSIFY_BYTES = 1024
+_CLASS = struct.Struct("<H")            # the predicted class of one result
 _NACK = struct.Struct("<BB")
 _STREAM_ACK = struct.Struct("<BB")
 
@@ -44,10 +65,12 @@ class Cmd(enum.IntEnum):
     RESET_STATE = 0x02
     STREAM = 0x03
     READ = 0x04
+    CLASSIFY = 0x05
     IDENTIFY_RESP = 0x81
     RESET_ACK = 0x82
     STREAM_ACK = 0x83
     READ_DATA = 0x84
+    CLASSIFY_RESP = 0x85
     NACK = 0xFF
 
     @property
@@ -56,7 +79,10 @@ class Cmd(enum.IntEnum):
         return Cmd(self | 0x80)
 
 
+#: The requests a single-layer device knows; any other code gets NACK UNKNOWN_COMMAND.
 REQUESTS = (Cmd.IDENTIFY, Cmd.RESET_STATE, Cmd.STREAM, Cmd.READ)
+#: The requests a whole-network device knows.
+NETWORK_REQUESTS = (Cmd.IDENTIFY, Cmd.RESET_STATE, Cmd.CLASSIFY)
 
 
 class Nack(enum.IntEnum):
@@ -65,6 +91,7 @@ class Nack(enum.IntEnum):
     UNKNOWN_COMMAND = 3
     BAD_SEQUENCE = 4
     OVERFLOW = 5
+    BAD_OFFSET = 6
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -302,6 +329,88 @@ def unpack_nack(payload: bytes) -> tuple[int, int]:
     return _NACK.unpack(payload)
 
 
+# --- CLASSIFY (a whole-network device) ---------------------------------------------------------
+
+def classify_payload_size(n: int, inputs: int, input_width: int) -> int:
+    """CLASSIFY payload bytes for ``n`` timesteps of ``inputs`` samples."""
+    return CLASSIFY_HEAD.size + n * inputs * sample_bytes(input_width)
+
+
+def classify_result_size(classes: int, logits_width: int) -> int:
+    """Bytes of one result in CLASSIFY_RESP: the class (u16) and the logits."""
+    return _CLASS.size + classes * sample_bytes(logits_width)
+
+
+def classify_results(steps: int, max_batch: int) -> int:
+    """The most sequences one CLASSIFY of up to ``max_batch`` timesteps can complete (it may
+    begin anywhere in a sequence of ``steps``)."""
+    return (steps - 1 + max_batch) // steps
+
+
+def classify_response_size(results: int, classes: int, logits_width: int) -> int:
+    """CLASSIFY_RESP payload bytes carrying ``results`` results."""
+    return CLASSIFY_RESP_HEAD.size + results * classify_result_size(classes, logits_width)
+
+
+def default_network_batch(steps: int, inputs: int, input_width: int) -> int:
+    """Timesteps per CLASSIFY a network device takes unless told otherwise: a whole sequence
+    when its samples fit ``DEFAULT_CLASSIFY_BYTES``, else as many timesteps as fit (at least 1)."""
+    per_step = inputs * sample_bytes(input_width)
+    return max(1, min(steps, DEFAULT_CLASSIFY_BYTES // per_step, MAX_CLASSIFY_BATCH))
+
+
+def pack_classify(offset: int, u_steps, input_width: int) -> bytes:
+    """CLASSIFY payload: offset (u32), n (u16), then n timesteps of H_in input samples.
+    u_steps: (n, H_in) ints; ``offset``: the index of the first timestep in its sequence."""
+    u_steps = np.asarray(u_steps, dtype=np.int64)
+    n = u_steps.shape[0]
+    if not 1 <= n <= MAX_CLASSIFY_BATCH:
+        raise ValueError(f"a CLASSIFY carries 1..{MAX_CLASSIFY_BATCH} timesteps, not {n}")
+    return CLASSIFY_HEAD.pack(offset, n) + pack_samples(u_steps, input_width)
+
+
+def unpack_classify(payload: bytes, inputs: int, input_width: int):
+    """-> (offset, u int64 (n, H_in)). Raises ProtocolError if the size is inconsistent."""
+    if len(payload) < CLASSIFY_HEAD.size:
+        raise ProtocolError(f"CLASSIFY payload of {len(payload)} bytes is shorter than its "
+                            f"{CLASSIFY_HEAD.size}-byte head (offset, n)")
+    offset, n = CLASSIFY_HEAD.unpack_from(payload)
+    if len(payload) != classify_payload_size(n, inputs, input_width):
+        raise ProtocolError(f"CLASSIFY of {n} timesteps needs "
+                            f"{classify_payload_size(n, inputs, input_width)} payload bytes, got "
+                            f"{len(payload)}")
+    u = unpack_samples(payload[CLASSIFY_HEAD.size:], input_width, n * inputs)
+    return offset, u.reshape(n, inputs)
+
+
+def pack_classify_response(position: int, predictions, logits, logits_width: int) -> bytes:
+    """CLASSIFY_RESP payload: position (u32), m (u16), then per result the class (u16) and the
+    logits. predictions: (m,) ints; logits: (m, classes) ints."""
+    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    logits = np.asarray(logits, dtype=np.int64)
+    body = b"".join(_CLASS.pack(int(c)) + pack_samples(z, logits_width)
+                    for c, z in zip(predictions, logits))
+    return CLASSIFY_RESP_HEAD.pack(position, predictions.size) + body
+
+
+def unpack_classify_response(payload: bytes, classes: int, logits_width: int):
+    """CLASSIFY_RESP payload -> (position, predictions int64 (m,), logits int64 (m, classes))."""
+    if len(payload) < CLASSIFY_RESP_HEAD.size:
+        raise ProtocolError(f"CLASSIFY_RESP payload of {len(payload)} bytes is shorter than its "
+                            f"{CLASSIFY_RESP_HEAD.size}-byte head (position, m)")
+    position, m = CLASSIFY_RESP_HEAD.unpack_from(payload)
+    expected = classify_response_size(m, classes, logits_width)
+    if len(payload) != expected:
+        raise ProtocolError(f"CLASSIFY_RESP of {m} results needs {expected} payload bytes, got "
+                            f"{len(payload)}")
+    size = classify_result_size(classes, logits_width)
+    rows = [payload[CLASSIFY_RESP_HEAD.size + k * size:][:size] for k in range(m)]
+    predictions = np.array([_CLASS.unpack_from(row)[0] for row in rows], dtype=np.int64)
+    logits = np.array([unpack_samples(row[_CLASS.size:], logits_width, classes) for row in rows],
+                      dtype=np.int64).reshape(m, classes)
+    return position, predictions, logits
+
+
 def nack_name(code: int) -> str:
     try:
         return Nack(code).name
@@ -311,7 +420,7 @@ def nack_name(code: int) -> str:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The IDENTIFY_RESP payload."""
+    """The IDENTIFY_RESP payload of a single-layer device."""
     model_hash: str            # hex SHA-256, as in manifest.json
     channels: int
     input_width: int
@@ -322,6 +431,18 @@ class DeviceInfo:
     lanes: int
     max_batch: int
     version: int = PROTOCOL_VERSION
+
+    #: what the device runs (not a field: a layer's IDENTIFY_RESP carries no kind byte)
+    kind = "layer"
+
+    @classmethod
+    def of(cls, model, *, max_batch: int, model_hash: str | None = None) -> "DeviceInfo":
+        """What a device running the QuantizedSSM ``model`` reports (hash from the weights
+        unless given)."""
+        q = model.config.quant
+        return cls(compute_hash(model) if model_hash is None else model_hash, model.channels,
+                   q.input.format.width, q.input.format.frac, q.output.format.width,
+                   q.output.format.frac, model.states, model.config.hardware.lanes, max_batch)
 
     def pack(self) -> bytes:
         return IDENTIFY_STRUCT.pack(MAGIC, self.version, bytes.fromhex(self.model_hash), self.channels,
@@ -349,3 +470,93 @@ class DeviceInfo:
         return (f"hash {self.model_hash[:16]}..., H={self.channels}, states={self.states}, "
                 f"lanes={self.lanes}, input {self.input_width} bits (frac {self.input_frac}), "
                 f"output {self.output_width} bits (frac {self.output_frac}), max_batch={self.max_batch}")
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """The IDENTIFY_RESP payload of a whole-network device."""
+    model_hash: str            # hex SHA-256, as in manifest.json
+    inputs: int                # H_in: samples per timestep
+    input_width: int
+    input_frac: int
+    steps: int                 # timesteps per sequence
+    classes: int
+    logits_width: int
+    logits_frac: int
+    channels: int              # H of every SSM layer
+    layers: int
+    states: int                # P of every SSM layer
+    lanes: int
+    max_batch: int             # most timesteps per CLASSIFY
+    version: int = PROTOCOL_VERSION
+
+    kind = "network"
+
+    @classmethod
+    def of(cls, net, *, max_batch: int | None = None,
+           model_hash: str | None = None) -> "NetworkInfo":
+        """What a device running the QuantizedNetwork ``net`` reports; ``max_batch`` defaults to
+        :func:`default_network_batch`. Raises ValueError when a value does not fit its field."""
+        cfg = net.network
+        fmt = cfg.input.format
+        if max_batch is None:
+            max_batch = default_network_batch(cfg.steps, cfg.inputs, fmt.width)
+        info = cls(compute_hash(net) if model_hash is None else model_hash, cfg.inputs, fmt.width,
+                   fmt.frac, cfg.steps, cfg.classes, net.logits_width, net.logits_frac,
+                   net.config.model.channels, cfg.layers, net.layers[0].states,
+                   net.config.hardware.lanes, max_batch)
+        try:
+            info.pack()
+        except struct.error:
+            raise ValueError(f"the network's IDENTIFY_RESP cannot hold its values "
+                             f"({info.describe()}): a field overflows its size in "
+                             f"docs/protocol.md") from None
+        return info
+
+    def pack(self) -> bytes:
+        return NETWORK_IDENTIFY_STRUCT.pack(
+            MAGIC, self.version, bytes.fromhex(self.model_hash), NETWORK_KIND, self.inputs,
+            self.input_width, self.input_frac, self.steps, self.classes, self.logits_width,
+            self.logits_frac, self.channels, self.layers, self.states, self.lanes, self.max_batch)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "NetworkInfo":
+        if len(payload) != NETWORK_IDENTIFY_STRUCT.size:
+            raise ProtocolError(f"a network's IDENTIFY_RESP payload must be "
+                                f"{NETWORK_IDENTIFY_STRUCT.size} bytes, got {len(payload)}")
+        (magic, version, digest, kind, inputs, wu, fu, steps, classes, wz, fz, channels, layers,
+         states, lanes, max_batch) = NETWORK_IDENTIFY_STRUCT.unpack(payload)
+        if magic != MAGIC:
+            raise ProtocolError(f"IDENTIFY_RESP magic is {magic!r}, expected {MAGIC!r}: not an "
+                                f"ssmgen board top")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"device speaks protocol version {version}, this driver "
+                                f"{PROTOCOL_VERSION}")
+        if kind != NETWORK_KIND:
+            raise ProtocolError(f"IDENTIFY_RESP of {len(payload)} bytes has kind {kind}, expected "
+                                f"{NETWORK_KIND} (a network)")
+        if (max_batch == 0 or inputs == 0 or steps == 0 or classes == 0
+                or not (1 <= wu <= 64 and 1 <= wz <= 64)):
+            raise ProtocolError(f"IDENTIFY_RESP has impossible values: H_in={inputs}, steps="
+                                f"{steps}, classes={classes}, widths {wu}/{wz}, "
+                                f"max_batch={max_batch}")
+        return cls(digest.hex(), inputs, wu, fu, steps, classes, wz, fz, channels, layers, states,
+                   lanes, max_batch, version)
+
+    def describe(self) -> str:
+        return (f"hash {self.model_hash[:16]}..., network of {self.layers} layer(s), H_in="
+                f"{self.inputs}, steps={self.steps}, classes={self.classes}, H={self.channels}, "
+                f"states={self.states}, lanes={self.lanes}, input {self.input_width} bits (frac "
+                f"{self.input_frac}), logits {self.logits_width} bits (frac {self.logits_frac}), "
+                f"max_batch={self.max_batch}")
+
+
+def unpack_identify(payload: bytes) -> DeviceInfo | NetworkInfo:
+    """An IDENTIFY_RESP payload of either kind of device, told apart by its length."""
+    if len(payload) == NETWORK_IDENTIFY_STRUCT.size:
+        return NetworkInfo.unpack(payload)
+    if len(payload) != IDENTIFY_STRUCT.size:
+        raise ProtocolError(f"IDENTIFY_RESP payload must be {IDENTIFY_STRUCT.size} bytes (a "
+                            f"layer) or {NETWORK_IDENTIFY_STRUCT.size} (a network), got "
+                            f"{len(payload)}")
+    return DeviceInfo.unpack(payload)

@@ -22,6 +22,8 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     lanes = [1, 2, 4]                 # hardware.lanes (must divide the state count)
     complex_multipliers = [3, 4]
     loop_stages = ["auto", 2]
+    storage = ["memory", "registers"]  # hardware.storage: block RAM or flip-flops
+    dsp_products = ["all", 8]         # hardware.dsp_products: the DSP budget
     target = ["ice40-up5k", "ecp5-85k"]   # default: ["ice40-up5k"]
     # states = [8, 16]; channels = [2, 4]    # layer base with random weights only: any other
                                           # base would need a model trained per point
@@ -67,7 +69,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..spec.config import MAX_POLAR_BITS, MIN_THETA_BITS
+from ..spec.config import MAX_POLAR_BITS, MIN_THETA_BITS, STORAGE_CHOICES
 from ..spec.errors import ConfigError
 from ..spec.fields import choice_field, expect_table, int_field, reject_unknown
 from ..spec.formats import MAX_FORMAT_WIDTH
@@ -92,7 +94,7 @@ STRATEGIES = ("grid", "random", "optuna", "fit")
 SYNTHESIZE = ("candidates", "all", "none")
 #: Axes that are not widths, with the check of one value.
 _PLAIN_AXES = ("abar_form", "rho_bits", "theta_bits", "lanes", "complex_multipliers",
-               "loop_stages", "target", "states", "channels")
+               "loop_stages", "storage", "dsp_products", "target", "states", "channels")
 #: Axes that change the model's size: they need a model per point.
 COSTLY_AXES = ("states", "channels")
 
@@ -210,6 +212,16 @@ def _axis(table: dict, axis: str, base: Base) -> tuple:
         for v in values:
             if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 7):
                 raise ConfigError(f"{where}: {v!r} is not allowed; allowed: \"auto\" or 1..7")
+    elif axis == "storage":
+        for v in values:
+            if v not in STORAGE_CHOICES:
+                raise ConfigError(f"{where}: {v!r} is not allowed; allowed: "
+                                  f"{', '.join(STORAGE_CHOICES)}")
+    elif axis == "dsp_products":
+        for v in values:
+            if v != "all" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ConfigError(f"{where}: {v!r} is not allowed; allowed: \"all\" or an "
+                                  f"integer >= 0")
     elif axis == "target":
         for v in values:
             if v not in TARGETS:

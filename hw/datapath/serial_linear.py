@@ -1,0 +1,277 @@
+# amaranth: UnusedElaboratable=no
+"""A linear layer computed one output after another: ``y[o] = Q(sum_j w[o,j] x[j] + b[o]
+(+ r[o]))`` with ``K`` multipliers in all, its weights in block RAM.
+
+Why. :class:`~ssmgen.hw.datapath.folded_linear.FoldedLinear` folds only the sum over the inputs,
+so it keeps at least one multiplier, one weight ROM, one accumulator and one rounding per
+output: H_out of each, whatever the time it is given. A folded network (one timestep every G
+cycles, G = P / lanes, e.g. 128) has time for H_out x H_in products with very few multipliers:
+this unit spends ``F = ceil(H_in / K)`` cycles on each output and ``H_out * F`` on a vector, with
+``K = ceil(H_in / floor(cycles / H_out))``, so that its cost follows K, not H_out x H_in: one
+accumulator, one rounding, one weight memory (``H_out * F`` words of K weights), and an output
+buffer of H_out words (flip-flops, no logic).
+
+Arithmetic. Exactly the golden ``_linear``, as FoldedLinear: exact products aligned to
+``frac`` fraction bits, summed with the aligned bias (and residual) in ``sum_bits`` bits, then
+passed out whole or requantized (``fixed.requantize``).
+
+Schedule (stages advance together; a word n = o * F + k of the weight memory holds
+w[o, kK .. kK+K-1], zero past H_in)::
+
+    accept    latch x, r, side; counter n = 0
+    issue n   o = n // F, k = n % F: the weight memory's address is n; x's chunk k selected;
+              r[o] selected (the latch may take the next beat while the vector's last chunk
+              issues, so nothing after issue reads the latch)
+    operands  the weight word (the memory's read register), the chunk, r[o] and b[o] registered
+    products  p[i] = w[n, i] * x[kK + i]; base = b[o] + r[o] aligned   -> registers
+    acc       acc = (k == 0 ? base : acc) + sum_i p[i]
+    output    after an output's last chunk: Q(acc) into the buffer word o, or for o = H_out - 1
+              the buffer and Q(acc) into the output register
+
+So ``latency = H_out * F + 4`` cycles from an accepted beat to its output's valid, and a beat is
+accepted every ``H_out * F`` cycles (``interval`` when given, the counter then runs on issuing
+nothing).
+
+Reading in place (``latch=False``): no input latch at all. The unit reads x, r and side straight
+from the input payload (a stream's payload holds while valid and not ready) and accepts the beat
+in the cycle its last word issues: ``hold = H_out * F - 1`` cycles after the beat was offered,
+then ``latency = 4``. That saves H_in + H_out words of flip-flops where the producer keeps its
+output in a register anyway (an SSM layer's output register, the pooled features). Flow control as FoldedLinear: only the output register's hold (``o.valid &
+~o.ready`` with a finished vector waiting) stops the pipeline, every stage at once.
+
+DSP blocks: at most ``dsp_products`` of the K products are multipliers (``multiply.py``); the
+first line silences Amaranth's warning about the unused modules of a network's dry elaboration
+(see ``network.py``).
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .fixed import requantize
+from .folded_linear import check_linear, signed_width
+from .multiply import drive_products
+from .signals import select_word, wire
+from .ssm_layer import Product
+
+__all__ = ["SerialLinear"]
+
+
+class SerialLinear(wiring.Component):
+    """``y[o] = Q(sum_j w[o,j] x[j] + b[o] (+ r[o]))``, one output every F cycles, K MACs.
+
+    Parameters and ports as :class:`~ssmgen.hw.datapath.folded_linear.FoldedLinear` (``cycles``:
+    the cycles available per vector, at least H_out).
+
+    Properties
+    ----------
+    lanes : int            K, products per cycle
+    fold : int             H_out * F, cycles per vector
+    interval : int         cycles between accepted beats at full rate (fold unless given)
+    multipliers : int      K
+    latency : int          cycles from an accepted beat to its output's valid: fold + 4, or
+                           4 reading in place
+    hold : int             cycles a beat offered to an idle unit waits before it is accepted:
+                           0, or fold - 1 reading in place
+    """
+
+    def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
+                 cycles, interval=None, residual=None, quantizer=None, side_width=0,
+                 dsp_products=None, latch=True):
+        weights, bias, self.shifts = check_linear(
+            weights, bias, in_width=in_width, in_frac=in_frac, w_frac=w_frac, b_frac=b_frac,
+            frac=frac, sum_bits=sum_bits, residual=residual, quantizer=quantizer,
+            side_width=side_width)
+        out_count, in_count = weights.shape
+        cycles = operator.index(cycles)
+        if cycles < out_count:
+            raise ValueError(f"Cycles must be at least the {out_count} outputs (one output per "
+                             f"cycle at most), not {cycles}")
+        self.weights, self.bias = weights, bias
+        self.in_width, self.frac, self.sum_bits = operator.index(in_width), frac, sum_bits
+        self.residual = residual
+        self.quantizer = quantizer
+        self.side_width = operator.index(side_width)
+        per_output = cycles // out_count                 # cycles each output may take
+        self.lanes = -(-in_count // per_output)
+        self.chunks = -(-in_count // self.lanes)         # F
+        self.fold = out_count * self.chunks
+        self.latch = bool(latch)
+        if not self.latch and interval is not None:
+            raise ValueError("Interval needs the input latch: reading in place, the producer "
+                             "paces the unit")
+        interval = self.fold if interval is None else operator.index(interval)
+        if interval < self.fold:
+            raise ValueError(f"Interval must be at least the fold {self.fold} (cycles per "
+                             f"vector), not {interval}")
+        self.interval = interval
+        self.w_width = signed_width(weights.ravel())
+        self.dsp_products = dsp_products
+        #: multiplications of the last elaboration that are multipliers (:class:`Product`)
+        self.products: list[Product] = []
+        #: logic cost of every product of the last elaboration, DSP or not
+        self.product_costs: list[int] = []
+        out_width = sum_bits if quantizer is None else quantizer.format.width
+        in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": self.side_width}
+        if residual is not None:
+            in_fields["r"] = data.ArrayLayout(signed(residual[0]), out_count)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout(in_fields))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "y": data.ArrayLayout(signed(out_width), out_count), "side": self.side_width})))})
+
+    @property
+    def latency(self) -> int:
+        return self.fold + 4 if self.latch else 4
+
+    @property
+    def hold(self) -> int:
+        return 0 if self.latch else self.fold - 1
+
+    @property
+    def multipliers(self) -> int:
+        return self.lanes
+
+    def _word(self, n: int) -> list[int]:
+        """The K weights of memory word n (output n // F, chunk n % F; 0 past H_in)."""
+        o, k = divmod(n, self.chunks)
+        in_count = self.weights.shape[1]
+        return [int(self.weights[o, j]) if (j := k * self.lanes + i) < in_count else 0
+                for i in range(self.lanes)]
+
+    def elaborate(self, platform):
+        m = Module()
+        self.products = []
+        out_count, in_count = self.weights.shape
+        K, F, N, total = self.lanes, self.chunks, self.interval, self.fold
+        wx, ww = self.in_width, self.w_width
+        advance = Signal()
+        finished = Signal()             # the output stage holds a vector's last output
+
+        # Accept and issue: the input (latched, or read in place) and the counter n over the
+        # interval.
+        n = Signal(range(N), name="word") if N > 1 else Const(0, 1)
+        o = Signal(range(out_count), name="output") if out_count > 1 else Const(0, 1)
+        k = Signal(range(F), name="chunk") if F > 1 else Const(0, 1)
+        free = n == N - 1
+        counters = [v for v in (n, o, k) if not isinstance(v, Const)]
+        if self.latch:
+            x = Signal(wx * K * F)      # zero-padded to K * F elements
+            side = Signal(self.side_width)
+            res = [Signal(signed(self.residual[0]), name=f"r{o}")
+                   for o in range(out_count)] if self.residual is not None else []
+            busy = Signal()
+            m.d.comb += self.i.ready.eq(advance & (~busy | free))
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [x.eq(self.i.payload.x.as_value()), side.eq(self.i.payload.side),
+                             busy.eq(1), *(v.eq(0) for v in counters)]
+                m.d.sync += [r.eq(v) for r, v in zip(res, self.i.payload.r)] if res else []
+            with m.Elif(advance & busy & free):
+                m.d.sync += busy.eq(0)
+        else:
+            x = Cat(self.i.payload.x.as_value(), Const(0, wx * (K * F - in_count)))
+            side = self.i.payload.side
+            res = list(self.i.payload.r) if self.residual is not None else []
+            busy = self.i.valid
+            m.d.comb += self.i.ready.eq(advance & free)
+        issue = Signal()
+        m.d.comb += [advance.eq(~(finished & self.o.valid & ~self.o.ready)),
+                     issue.eq(busy & ((n < total) if N > total else 1))]
+        # (latched: the accept above restarts the counters instead)
+        counting = advance & busy & (~(self.i.valid & self.i.ready) if self.latch else 1)
+        with m.If(counting):
+            if N > 1:
+                m.d.sync += n.eq(Mux(free, 0, n + 1))
+            if F > 1:
+                m.d.sync += k.eq(Mux(k == F - 1, 0, k + 1))
+            if out_count > 1:
+                with m.If(k == F - 1):
+                    m.d.sync += o.eq(Mux(o == out_count - 1, 0, o + 1))
+
+        # Operands: the weight word (memory read register), the chunk, r[o], b[o], the flags.
+        words = [self._word(w) for w in range(total)]
+        memory = Memory(shape=unsigned(K * ww), depth=total, attrs={"rom_style": "block"},
+                        init=[sum((v & ((1 << ww) - 1)) << (i * ww) for i, v in enumerate(word))
+                              for word in words])
+        m.submodules.weights = memory
+        read = memory.read_port()
+        m.d.comb += [read.addr.eq(n), read.en.eq(advance)]
+        weight = [read.data[i * ww:][:ww].as_signed() for i in range(K)]
+        chunk = [Cat(*(x[(kk * K + i) * wx:][:wx] for kk in range(F))) for i in range(K)]
+        chunk = [wire(m, c.word_select(k, wx) if F > 1 else c, f"x_lane{i}", signed(wx))
+                 for i, c in enumerate(chunk)]
+        bias_width = signed_width(self.bias)
+        a_x = [Signal(signed(wx), name=f"a_x_lane{i}") for i in range(K)]
+        a = {name: Signal(shape, name=f"a_{name}") for name, shape in (
+            ("valid", 1), ("first", 1), ("last", 1), ("output", len(Value.cast(o))),
+            ("side", self.side_width), ("bias", signed(bias_width)))}
+        a_r = Signal(signed(self.residual[0]), name="a_r") if res else None
+        with m.If(advance):
+            m.d.sync += [a["valid"].eq(issue), a["first"].eq(k == 0), a["last"].eq(k == F - 1),
+                         a["output"].eq(o), a["side"].eq(side),
+                         a["bias"].eq(select_word(m, [Const(int(b), signed(bias_width))
+                                                      for b in self.bias], o,
+                                                  signed(bias_width), "bias_sel")),
+                         *(r.eq(c) for r, c in zip(a_x, chunk))]
+            if res:
+                m.d.sync += a_r.eq(select_word(m, res, o, signed(self.residual[0]), "r_sel"))
+
+        # Products and the base (bias + residual, aligned).
+        pending = []
+        p = {name: Signal.like(a[name], name=f"p_{name}") for name in ("valid", "first", "last",
+                                                                       "output", "side")}
+        base = Signal(signed(self.sum_bits), name="base")
+        products = []
+        for i in range(K):
+            column = [word[i] for word in words]
+            if not any(column):
+                continue
+            value = Signal(signed(wx + ww), name=f"w{i}_x")
+            product = Signal(signed(wx + ww), name=f"p{i}")
+            products.append(product)
+            pending.append((value, Product(weight[i], a_x[i], product, tuple(column), ww, wx,
+                                           ("x_lane", i), "w*x")))
+        self.product_costs, self.products = drive_products(m, pending, self.dsp_products)
+        term = a["bias"] << self.shifts["bias"]
+        if res:
+            term = term + (a_r << self.shifts["residual"])
+        with m.If(advance):
+            m.d.sync += [p[name].eq(a[name]) for name in p]
+            m.d.sync += [product.eq(value) for product, (value, _) in zip(products, pending)]
+            m.d.sync += base.eq(term)
+
+        # Accumulate (exact in sum_bits, two's complement), then the output stage.
+        acc = Signal(signed(self.sum_bits), name="acc")
+        c = {name: Signal.like(p[name], name=f"c_{name}") for name in ("valid", "last", "output",
+                                                                       "side")}
+        terms = [q << self.shifts["weight"] for q in products]
+        while len(terms) > 1:
+            terms = [terms[t] + terms[t + 1] if t + 1 < len(terms) else terms[t]
+                     for t in range(0, len(terms), 2)]
+        start = Mux(p["first"], base, acc)
+        with m.If(advance):
+            m.d.sync += [c[name].eq(p[name]) for name in c]
+            with m.If(p["valid"]):
+                m.d.sync += acc.eq(start + terms[0] if terms else start)
+        value = acc if self.quantizer is None else requantize(acc, self.frac, self.quantizer)
+        value = wire(m, value, "y_value")
+        done = c["valid"] & c["last"]
+        m.d.comb += finished.eq(done & (c["output"] == out_count - 1))
+        buffer = [Signal.like(value, name=f"y{j}_done") for j in range(out_count - 1)]
+        with m.If(advance & done):
+            for j, word in enumerate(buffer):
+                with m.If(c["output"] == j):
+                    m.d.sync += word.eq(value)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(advance & finished):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.side.eq(c["side"]),
+                         *(self.o.payload.y[j].eq(word) for j, word in enumerate(buffer)),
+                         self.o.payload.y[out_count - 1].eq(value)]
+        return m
+
