@@ -143,6 +143,7 @@ def test_memory_storage_and_dsp_budget_match_golden_with_stalls(case_index):
     # the small-FPGA architecture: linear layers output by output, the mean channel by channel
     assert dut.serial and dut.serial_pool
     assert all(isinstance(unit, SerialLinear) for unit in [*dut.mixers, dut.decoder])
+    assert isinstance(dut.encoder, SerialLinear) and dut.decoder.argmax
     budget = qnet.config.hardware.dsp_products
     # the budget holds for the whole design and goes to the products dearest in logic
     costs = sorted((cost for unit in [*dut.units, dut] for cost in unit.product_costs),

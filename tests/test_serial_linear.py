@@ -11,6 +11,7 @@ import random
 
 import numpy as np
 import pytest
+from stream_sim import stream_through
 from test_folded_linear import SEED, make_case, random_beats, reference, simulate
 
 from ssmgen.hw.datapath.serial_linear import SerialLinear
@@ -99,3 +100,34 @@ def test_bad_arguments_are_rejected():
         SerialLinear(w, b, **args, interval=3)
     with pytest.raises(ValueError, match="Interval needs the input latch"):
         SerialLinear(w, b, **args, interval=4, latch=False)
+
+
+@pytest.mark.parametrize("case_index", [0, 1, 3, 4])
+def test_argmax_of_the_outputs(case_index):
+    """``argmax``: the index of the largest output beside the outputs, ties to the lowest
+    (numpy.argmax), under random stalls; all-equal outputs give 0."""
+    seed = SEED + 300 + case_index
+    w, b, params, dut = _unit(case_index, seed, argmax=True)
+    beats = random_beats(random.Random(seed), w, params, 10)
+    received, _, _ = stream_through(
+        dut, dut.i, dut.o, beats, put=lambda ctx, beat: _put(ctx, dut, beat),
+        take=lambda payload: ([int(v) for v in payload.y], int(payload.best)),
+        expected=len(beats), seed=seed, idle=0.3, stall=0.5, budget=len(beats) * 400)
+    assert len(received) == len(beats)
+    for n, ((x, r, _), (y, best)) in enumerate(zip(beats, received)):
+        assert y == reference(w, b, params, x, r), f"seed {seed}, beat {n}"
+        assert best == int(np.argmax(y)), f"seed {seed}, beat {n}: {y}"
+    flat = SerialLinear(np.zeros_like(w), np.full_like(b, 3), **params, argmax=True)
+    ties = [(x, None if r is None else [0] * len(r), side) for x, r, side in beats[:2]]
+    got, _, _ = stream_through(
+        flat, flat.i, flat.o, ties, put=lambda ctx, beat: _put(ctx, flat, beat),
+        take=lambda payload: int(payload.best), expected=2, seed=seed, budget=2000)
+    assert got == [0, 0]
+
+
+def _put(ctx, dut, beat):
+    x, r, side = beat
+    ctx.set(dut.i.payload.x, [int(v) for v in x])
+    if r is not None:
+        ctx.set(dut.i.payload.r, [int(v) for v in r])
+    ctx.set(dut.i.payload.side, side)

@@ -205,7 +205,9 @@ class NetworkAccelerator(wiring.Component):
             return FoldedLinear(weights, bias, cycles=cycles, **options)
 
         self.encoder = None
-        if cfg.inputs > 1:
+        # (a serial network folds even a one-input encoder: H constant products would be more
+        # logic than one multiply-accumulate over G cycles)
+        if cfg.inputs > 1 or (self.serial and self._cycles >= H):
             self.encoder = linear(
                 net.encoder_w, net.encoder_b, in_width=cfg.input.format.width,
                 in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
@@ -224,11 +226,13 @@ class NetworkAccelerator(wiring.Component):
                             for layer, mix in zip(self.layers, self.mixers)]
 
         def decoder(in_place):
+            # a serial decoder also finds the arg-max as the logits complete one by one
+            serial = self.serial and cfg.steps * self._cycles >= cfg.classes
             return linear(net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
                           in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
                           b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
                           cycles=cfg.steps * self._cycles, quantizer=cfg.logits,
-                          in_place=in_place)
+                          in_place=in_place, **({"argmax": True} if serial else {}))
 
         self.decoder = decoder(in_place=True)
         if self.decoder.hold + (H if self.serial_pool else 0) + 1 > cfg.steps * self._cycles:
@@ -288,8 +292,15 @@ class NetworkAccelerator(wiring.Component):
                 "decoder": self.decoder.multipliers}
 
     @property
+    def _serial_argmax(self) -> bool:
+        """The decoder finds the arg-max itself (a serial decoder: ``SerialLinear(argmax)``)."""
+        return getattr(self.decoder, "argmax", False)
+
+    @property
     def _argmax_slices(self) -> int:
         """Register slices inside the arg-max tournament (see elaborate)."""
+        if self._serial_argmax:
+            return 0
         levels = (self.net.network.classes - 1).bit_length()
         return (levels - 1) // ARGMAX_LEVELS_PER_SLICE
 
@@ -489,15 +500,21 @@ class NetworkAccelerator(wiring.Component):
         wz = logits_width(net)
         m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
         m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
-        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz, skid=self.skid)
-        m.d.comb += [cut.i.valid.eq(dec.o.valid), dec.o.ready.eq(cut.i.ready),
-                     cut.i.payload.eq(Cat(*(dec.o.payload.y[c] for c in range(cfg.classes))))]
-        # Arg-max: a tournament, level by level, with a register slice after every
-        # ARGMAX_LEVELS_PER_SLICE levels; the logits travel beside it to the output register.
         wp = prediction_width(net)
+        best = [dec.o.payload.best] if self._serial_argmax else []
+        cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz + wp * len(best),
+                                                        skid=self.skid)
+        m.d.comb += [cut.i.valid.eq(dec.o.valid), dec.o.ready.eq(cut.i.ready),
+                     cut.i.payload.eq(Cat(*(dec.o.payload.y[c] for c in range(cfg.classes)),
+                                          *(Cat(b, Const(0, wp))[:wp] for b in best)))]
+        # Arg-max: the serial decoder's, or a tournament, level by level, with a register slice
+        # after every ARGMAX_LEVELS_PER_SLICE levels; the logits travel beside it to the output
+        # register.
         logits = cut.o.payload[:cfg.classes * wz]
         candidates = [(Const(c, wp), logits[c * wz:(c + 1) * wz].as_signed())
                       for c in range(cfg.classes)]
+        if best:
+            candidates = [(cut.o.payload[cfg.classes * wz:][:wp], None)]
         valid, ready = cut.o.valid, cut.o.ready     # the stream so far; `ready` is ours to drive
         level = 0
         while len(candidates) > 1:

@@ -78,11 +78,14 @@ class SerialLinear(wiring.Component):
                            4 reading in place
     hold : int             cycles a beat offered to an idle unit waits before it is accepted:
                            0, or fold - 1 reading in place
+
+    With ``argmax``, ``o.payload.best``: unsigned, the index of the largest output (ties: the
+    lowest).
     """
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
                  cycles, interval=None, residual=None, quantizer=None, side_width=0,
-                 dsp_products=None, latch=True):
+                 dsp_products=None, latch=True, argmax=False):
         weights, bias, self.shifts = check_linear(
             weights, bias, in_width=in_width, in_frac=in_frac, w_frac=w_frac, b_frac=b_frac,
             frac=frac, sum_bits=sum_bits, residual=residual, quantizer=quantizer,
@@ -116,14 +119,19 @@ class SerialLinear(wiring.Component):
         self.products: list[Product] = []
         #: logic cost of every product of the last elaboration, DSP or not
         self.product_costs: list[int] = []
+        #: also the index of the largest output (ties: the lowest), found as the outputs complete
+        #: one by one: one compare instead of a tournament over all of them
+        self.argmax = bool(argmax)
         out_width = sum_bits if quantizer is None else quantizer.format.width
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": self.side_width}
         if residual is not None:
             in_fields["r"] = data.ArrayLayout(signed(residual[0]), out_count)
+        out_fields = {"y": data.ArrayLayout(signed(out_width), out_count), "side": self.side_width}
+        if self.argmax:
+            out_fields["best"] = range(out_count)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout(in_fields))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "y": data.ArrayLayout(signed(out_width), out_count), "side": self.side_width})))})
+            "o": Out(stream.Signature(data.StructLayout(out_fields)))})
 
     @property
     def latency(self) -> int:
@@ -273,5 +281,15 @@ class SerialLinear(wiring.Component):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.side.eq(c["side"]),
                          *(self.o.payload.y[j].eq(word) for j, word in enumerate(buffer)),
                          self.o.payload.y[out_count - 1].eq(value)]
+        if self.argmax:
+            # the running maximum: output 0 starts it, a later output replaces it only when
+            # strictly greater, so ties go to the lowest index (numpy.argmax)
+            best_value = Signal.like(value, name="best_value")
+            best_index = Signal(range(out_count), name="best_index")
+            better = wire(m, (c["output"] == 0) | (value > best_value), "better")
+            with m.If(advance & done & better):
+                m.d.sync += [best_value.eq(value), best_index.eq(c["output"])]
+            with m.If(advance & finished):
+                m.d.sync += self.o.payload.best.eq(Mux(better, c["output"], best_index))
         return m
 
