@@ -149,6 +149,23 @@ def test_staged_sweep_caches_and_prunes_only_what_cannot_fit(tmp_path):
     assert strip(again["points"]) == strip(rows)
 
 
+def test_memory_designs_are_bounded_by_their_dsps_only():
+    """The estimate's LUT/FF/BRAM error is measured on register designs only: a block-RAM
+    design's LUTs, FFs and BRAMs are left unbounded (never pruned by them), its DSPs exact."""
+    from ssmgen.sweep.runner import Point, _estimate_bounds
+    est = {"luts": 9000, "ffs": 9000, "dsps": 20, "brams": 40, "cycles_per_timestep": 64,
+           "latency_cycles": 80, "kind": "network"}
+    bounds = {}
+    for storage in ("registers", "memory"):
+        point = Point(0, {"target": "ice40-up5k"}, {}, estimate=dict(est, storage=storage))
+        _estimate_bounds(point)
+        bounds[storage] = point.bounds
+    assert bounds["registers"]["luts"].lo > 5280 and bounds["registers"]["brams"].lo == 40
+    for resource in ("luts", "ffs", "brams"):
+        assert (bounds["memory"][resource].lo, bounds["memory"][resource].hi) == (0, float("inf"))
+    assert bounds["memory"]["dsps"].lo == bounds["memory"]["dsps"].hi == 20
+
+
 def test_pareto_set_is_non_dominated_and_complete():
     rows = [{"quality": q, "luts": l} for q, l in
             [(10, 100), (12, 100), (12, 90), (5, 50), (20, 300), (20, 300), (1, 400)]]

@@ -136,10 +136,13 @@ class NetworkAccelerator(wiring.Component):
     latency : int                  cycles from accepting a sequence's last beat to its output
                                    beat's valid, without back-pressure = the folded encoder's
                                    latency (0 when H_in = 1) + per layer (the layer's latency
-                                   + the mixing unit's latency + one register slice)
-                                   + 3 (pool, logits slice, output registers) + the decoder's
-                                   latency + the register slices of the arg-max tournament;
-                                   a folded unit's latency is F + 4 (F + 3 when F = 1)
+                                   + the mixing unit's hold and latency + one register slice)
+                                   + 3 (pool, logits slice, output registers) + H (a serial
+                                   pooling's walk) + the decoder's hold and latency + the
+                                   register slices of the arg-max tournament; a folded unit's
+                                   latency is F + 4 (F + 3 when F = 1), a serial one's
+                                   ``serial_linear.py``; ``hold``: the cycles a unit that reads
+                                   in place waits before it accepts (0 otherwise)
     fifo_depths : list of int      residual FIFO depth of each layer
     """
 

@@ -251,9 +251,9 @@ def _estimate_bounds(point: Point) -> None:
     point.bounds = {"cycles_per_timestep": Interval(cycles),
                     "latency_cycles": Interval(est["latency_cycles"]),
                     "timesteps_per_s": Interval(0.0, FMAX_CEILING_HZ[point.family] / cycles)}
-    errors = estimate_error(point.family, est["kind"])
+    errors = estimate_error(point.family, est["kind"], est.get("storage", "registers"))
     for resource in RESOURCES:
-        if resource in est:
+        if resource in est and (resource not in errors or errors[resource] is not None):
             under, over = errors.get(resource, (0.0, 0.0))
             # estimate = true x (1 + e), e in [under, over]
             point.bounds[resource] = Interval(math.floor(est[resource] / (1 + over)),

@@ -39,7 +39,10 @@ def _design(job) -> Design:
 def _estimate(job) -> dict:
     design = _design(job)
     out = {"cycles_per_timestep": design.cycles_per_timestep, "latency_cycles": design.latency,
-           "lanes": design.lanes, "kind": design.kind, "model_hash": design.hash}
+           "lanes": design.lanes, "kind": design.kind, "model_hash": design.hash,
+           # (the config resolves "auto" and keeps "memory" only where there is something to
+           # fold)
+           "storage": design.config.hardware.storage}
     try:
         est = design.estimate(job["target"])
     except ValueError as exc:         # a design the estimate does not cover: no figures
