@@ -174,7 +174,7 @@ class FoldedLinear(wiring.Component):
                              f"vector), not {interval}")
         self.interval = interval
         self.w_width = signed_width(self.weights.ravel())
-        #: Every multiplication of the last elaboration (:class:`Product`): per (output, lane)
+        #: Every multiplier of the last elaboration (:class:`Product`): per (output, lane)
         #: the weights it takes, one per chunk (a ROM) or one (a constant), times the lane's
         #: input; for the resource estimate.
         self.products: list[Product] = []

@@ -97,9 +97,11 @@ READOUT_STAGES = 7
 
 @dataclass(frozen=True)
 class Product:
-    """One multiplication of the datapath, as the last elaboration built it: a weight (per group
-    a constant) times a signal. The resource estimate (``synth/estimate.py``) reads these instead
-    of re-deriving the datapath: which weights, how wide, and which products Yosys would merge.
+    """One multiplier of the datapath (a product the DSP budget leaves to ``$mul``), as the last
+    elaboration built it: a weight (per group a constant) times a signal. The resource estimate
+    (``synth/estimate.py``) reads these instead of re-deriving the datapath: which weights, how
+    wide, and which products Yosys would merge. Products built in logic are not recorded: the
+    estimate counts their adders in the netlist like any other.
 
     weight:   the weight's values, one per group (G > 1: a ROM), or one value (a constant)
     weight_width: declared bits of the weight
@@ -173,7 +175,7 @@ class SSMLayer(wiring.Component):
         self.groups = model.states // self.lanes
         if self._routed:
             self.slot, self.slot_base = self._slots()
-        #: Every multiplication of the last elaboration (:class:`Product`), for the resource
+        #: Every multiplier of the last elaboration (:class:`Product`), for the resource
         #: estimate.
         self.products: list[Product] = []
         super().__init__({"u": In(stream.Signature(input_layout(model))),
