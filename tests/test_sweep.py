@@ -327,3 +327,20 @@ def test_an_interrupted_sweep_resumes_from_a_consistent_cache(tmp_path, monkeypa
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("estimate", "synthesis")}  # noqa: E731
                         for r in rs["points"]]
     assert strip(resumed) == strip(fresh)
+
+
+def test_cache_keys_follow_the_generator_source():
+    """A changed ssmgen (a new datapath or estimate) must not reuse old results: the cache key
+    carries a digest of ssmgen's own source files beside the package versions."""
+    from ssmgen.sweep import cache
+    digest = cache.versions("estimate")["ssmgen-source"]
+    assert len(digest) == 64 and digest == cache.versions("synth")["ssmgen-source"]
+    key = cache.ResultCache.key("estimate", {"config": {"a": 1}})
+    cache.source_digest.cache_clear()
+    original = cache.source_digest
+    try:
+        cache.source_digest = lambda: "0" * 64      # as if a source file had changed
+        assert cache.ResultCache.key("estimate", {"config": {"a": 1}}) != key
+    finally:
+        cache.source_digest = original
+    assert cache.ResultCache.key("estimate", {"config": {"a": 1}}) == key
