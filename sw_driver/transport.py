@@ -25,9 +25,9 @@ import numpy as np
 from ..golden.integer_model import step
 from ..golden.network import predict, run_integer_network
 from ..spec.protocol import (
-    CLASSIFY_HEAD, CRC_SIZE, FLAG_START, HEADER, HEADER_SIZE, MAX_CLASSIFY_BATCH, MAX_PAYLOAD,
-    MIN_FRAME, NETWORK_REQUESTS, REQUESTS, Cmd, CRCError, DeviceInfo, FrameDecoder, Nack,
-    NetworkInfo, classify_payload_size, classify_response_size, classify_results, cobs_decode,
+    CLASSIFY_HEAD, CRC_SIZE, FLAG_START, HEADER, HEADER_SIZE, MAX_CLASSIFY_BATCH, MIN_FRAME,
+    NETWORK_REQUESTS, REQUESTS, Cmd, CRCError, DeviceInfo, FrameDecoder, Nack, NetworkInfo,
+    check_payload_limit, classify_payload_size, classify_response_size, classify_results, cobs_decode,
     crc16, encode_frame, max_encoded_size, pack_classify_response, pack_nack, pack_read_data,
     pack_stream_ack, sample_bytes, stream_payload_size, unpack_classify, unpack_stream,
 )
@@ -211,9 +211,7 @@ class _LayerCommands:
         self.largest_request = stream_payload_size(max_batch, H, self.info.input_width)
         largest = max(self.largest_request,
                       1 + max_batch * H * sample_bytes(self.info.output_width))
-        if largest > MAX_PAYLOAD:
-            raise ValueError(f"max_batch={max_batch} makes a {largest}-byte payload, over the u16 "
-                             f"length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+        check_payload_limit(largest, max_batch)
 
     def power_on(self) -> None:
         self.reset_state()
@@ -276,9 +274,7 @@ class _NetworkCommands:
         self.largest_request = classify_payload_size(info.max_batch, info.inputs, info.input_width)
         largest = max(self.largest_request, classify_response_size(
             classify_results(info.steps, info.max_batch), info.classes, info.logits_width))
-        if largest > MAX_PAYLOAD:
-            raise ValueError(f"max_batch={info.max_batch} makes a {largest}-byte payload, over the "
-                             f"u16 length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+        check_payload_limit(largest, info.max_batch)
 
     def power_on(self) -> None:
         self.reset_state()

@@ -397,7 +397,10 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
         return []
 
     feeds_ff = {}                   # AssignmentList -> the flip-flop it drives
+    async_read = set()              # memories read by an asynchronous port
     for index, cell in enumerate(cells):
+        if isinstance(cell, _nir.AsyncReadPort):
+            async_read.add(cell.memory)
         for value in operands(cell):
             for source in {net.cell for net in value if net.is_cell}:
                 users.setdefault(source, set()).add(index)
@@ -552,9 +555,7 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
         elif isinstance(cell, _nir.Memory) and memories is not None:
             # a memory whose every read port is synchronous keeps its read register inside
             # the block RAM; a weight ROM of memory storage asks for block RAM
-            synchronous = all(isinstance(port, _nir.SyncReadPort) for port in cells
-                              if isinstance(port, (_nir.SyncReadPort, _nir.AsyncReadPort))
-                              and port.memory == index)
+            synchronous = index not in async_read
             memories.append({"width": cell.width, "depth": cell.depth,
                              "block": dict(cell.attributes).get("rom_style") == "block",
                              "synchronous": synchronous})

@@ -272,7 +272,7 @@ class NetworkAccelerator(wiring.Component):
                 "complex_multipliers": self.net.config.hardware.complex_multipliers,
                 "cycles_per_timestep": self.cycles_per_timestep,
                 "loop_stages": self.loop_stages,
-                "storage": self.layers[0].hardware_summary()["storage"],
+                "storage": "memory" if self.serial else "registers",
                 "layer_memories": [layer.memory_summary() for layer in self.layers],
                 "layer_latency_cycles": [layer.latency for layer in self.layers],
                 "residual_fifo_depths": self.fifo_depths,

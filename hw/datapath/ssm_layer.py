@@ -499,13 +499,19 @@ class SSMLayer(wiring.Component):
                 running = Mux(first, first_value, total) + lanes
                 with pipe.when(pipe.advance & valid):
                     m.d.sync += total.eq(running)
-            acc = wire(m, self._acc_result(plan, total), f"y{h}_sum")
-            rounded = pipe.delay(wire(m, round_shift(acc, plan.frac - q.output.format.frac,
-                                                           q.output.rounding), f"y{h}_rounded"),
-                                 1, f"y{h}_rounded_reg")
-            m.d.comb += y_next.data[h].eq(apply_overflow(rounded, q.output.format.width, q.output.overflow))
+            m.d.comb += y_next.data[h].eq(self._round_output(pipe, total, f"y{h}"))
 
         self._output_register(pipe, y_next)
+
+    def _round_output(self, pipe: "_Pipeline", total, name: str):
+        """A finished output sum (stage L + 4's register) rounded into the output format: the
+        rounding registered at L + 5, the overflow applied after it (for stage L + 6)."""
+        m, q, plan = pipe.m, self.model.config.quant, self.model.output_acc
+        acc = wire(m, self._acc_result(plan, total), f"{name}_sum")
+        rounded = pipe.delay(wire(m, round_shift(acc, plan.frac - q.output.format.frac,
+                                                 q.output.rounding), f"{name}_rounded"),
+                             1, f"{name}_rounded_reg")
+        return apply_overflow(rounded, q.output.format.width, q.output.overflow)
 
     def _output_register(self, pipe: "_Pipeline", y_next):
         """The output register: loaded with ``y_next`` when a timestep's last group leaves stage
@@ -549,12 +555,8 @@ class SSMLayer(wiring.Component):
         running = Mux(channel_first, d_term, total) + lanes
         with pipe.when(pipe.advance & valid):
             m.d.sync += total.eq(running)
-        acc = wire(m, self._acc_result(plan, total), "y_sum")
-        rounded = pipe.delay(wire(m, round_shift(acc, plan.frac - q.output.format.frac,
-                                                 q.output.rounding), "y_rounded"),
-                             1, "y_rounded_reg")
         wy = q.output.format.width
-        value = wire(m, apply_overflow(rounded, wy, q.output.overflow)[:wy].as_signed(), "y_value")
+        value = wire(m, self._round_output(pipe, total, "y")[:wy].as_signed(), "y_value")
         at_out = pipe.stage(L + 6)
         out_valid = at_out.valid
         out_channel = pipe.rom_unsigned(channel, "channel_out", L + 6)

@@ -27,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...spec.protocol import (
-    HEADER_SIZE, IDENTIFY_STRUCT, MAX_PAYLOAD, MIN_FRAME, REQUESTS, Cmd, DeviceInfo, Nack,
+    HEADER_SIZE, IDENTIFY_STRUCT, MIN_FRAME, REQUESTS, Cmd, DeviceInfo, Nack, check_payload_limit,
     max_encoded_size, sample_bytes, stream_payload_size,
 )
 from ...spec.quantized import QuantizedSSM
@@ -85,9 +85,7 @@ class LinkController(wiring.Component):
         self.largest_response = max(IDENTIFY_STRUCT.size, 1 + max_batch * H * self.output_bytes)
         largest = max(stream_payload_size(max_batch, H, self.input_width),
                       1 + max_batch * H * self.output_bytes)
-        if largest > MAX_PAYLOAD:
-            raise ValueError(f"Max_batch {max_batch} makes a {largest}-byte payload, over the u16 "
-                             f"length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+        check_payload_limit(largest, max_batch)
         #: largest valid request, decoded (the frame RAM's size)
         self.frame_bytes = MIN_FRAME + stream_payload_size(max_batch, H, self.input_width)
         #: RX_MAX: longer encoded frames are dropped (as ReferenceDevice.rx_max)

@@ -31,8 +31,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...spec.protocol import (
-    CLASSIFY_HEAD, CLASSIFY_RESP_HEAD, HEADER_SIZE, MAX_CLASSIFY_BATCH, MAX_PAYLOAD, MIN_FRAME,
-    NETWORK_IDENTIFY_STRUCT, NETWORK_REQUESTS, Cmd, Nack, NetworkInfo, classify_payload_size,
+    CLASSIFY_HEAD, CLASSIFY_RESP_HEAD, HEADER_SIZE, MAX_CLASSIFY_BATCH, MIN_FRAME,
+    NETWORK_IDENTIFY_STRUCT, NETWORK_REQUESTS, Cmd, Nack, NetworkInfo, check_payload_limit,
+    classify_payload_size,
     classify_response_size, classify_result_size, classify_results, max_encoded_size,
     sample_bytes,
 )
@@ -93,9 +94,7 @@ class NetworkLinkController(wiring.Component):
             self.max_results, self.classes, self.logits_width))
         largest = max(classify_payload_size(self.max_batch, self.inputs, self.input_width),
                       self.largest_response)
-        if largest > MAX_PAYLOAD:
-            raise ValueError(f"Max_batch {self.max_batch} makes a {largest}-byte payload, over the "
-                             f"u16 length limit {MAX_PAYLOAD}; choose a smaller max_batch")
+        check_payload_limit(largest, self.max_batch)
         #: largest valid request, decoded (the frame RAM's size)
         self.frame_bytes = MIN_FRAME + classify_payload_size(self.max_batch, self.inputs,
                                                              self.input_width)

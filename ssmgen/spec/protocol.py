@@ -23,7 +23,7 @@ __all__ = [
     "sample_bytes", "pack_samples", "unpack_samples",
     "pack_stream", "unpack_stream", "pack_read_data", "unpack_read_data",
     "pack_stream_ack", "unpack_stream_ack", "pack_nack", "unpack_nack",
-    "stream_payload_size", "max_encoded_size",
+    "stream_payload_size", "max_encoded_size", "check_payload_limit",
     "HEADER_SIZE", "CRC_SIZE", "MIN_FRAME", "MAX_PAYLOAD", "IDENTIFY_STRUCT",
     "REQUESTS", "NETWORK_REQUESTS", "NetworkInfo", "unpack_identify", "NETWORK_IDENTIFY_STRUCT",
     "NETWORK_KIND", "CLASSIFY_HEAD", "CLASSIFY_RESP_HEAD", "MAX_CLASSIFY_BATCH",
@@ -139,6 +139,14 @@ def cobs_decode(data: bytes) -> bytes:
         return _cobs.decode(bytes(data))
     except _cobs.DecodeError as exc:
         raise CRCError(f"invalid COBS: {exc}") from None
+
+
+def check_payload_limit(largest: int, max_batch: int) -> None:
+    """The largest payload a device of ``max_batch`` would send or accept must fit the frame
+    header's u16 length; the device model and both board-top controllers check it alike."""
+    if largest > MAX_PAYLOAD:
+        raise ValueError(f"Max_batch {max_batch} makes a {largest}-byte payload, over the u16 "
+                         f"length limit {MAX_PAYLOAD}; choose a smaller max_batch")
 
 
 def max_encoded_size(decoded_size: int) -> int:
