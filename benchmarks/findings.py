@@ -16,7 +16,7 @@ the equalized float model. PTQ and QAT accuracies are those of the golden intege
 (bit-exact spec of the hardware) on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings.json. A
 benchmark prints and records figures; it asserts nothing.
 
-Run:  python benchmarks/findings.py [--tasks sdigits,sfreq] [--epochs 100] [--qat-epochs 6]
+Run:  python benchmarks/findings.py [--tasks sdigits,sfreq,mnist1d] [--epochs 100] [--qat-epochs 6]
       (checkpoints are kept under build/findings/ and reused on the next run)
 """
 
@@ -42,8 +42,11 @@ WIDTHS = (16, 12, 10, 8, 6, 4, 3, 2)
 SENS_WIDTHS = (8, 6, 4, 3, 2)
 COMPONENTS = {"Abar": ("abar",), "state": ("state",), "Bbar": ("bbar",), "C": ("c",),
               "D": ("d",), "activations": ("stream", "ssm_out", "net_input", "pool")}
-MODEL = dict(kind="s4d", channels=32, modes=16, layers=2)
-TASK_ORDER = ("sdigits", "sfreq")
+#: The models compared: the `ssmgen train` defaults for S4D; for S5 (Q-S5's architecture) as many
+#: channels and 64 states per layer, shared by all channels (``--kind s5``)
+MODELS = {"s4d": dict(kind="s4d", channels=32, modes=16, layers=2),
+          "s5": dict(kind="s5", channels=32, modes=64, layers=2)}
+TASK_ORDER = ("sdigits", "sfreq", "mnist1d")
 
 
 def log(msg):
@@ -52,7 +55,8 @@ def log(msg):
 
 def float_checkpoint(name: str, args, work: Path) -> Path:
     # the recipe is in the name, so a changed recipe retrains instead of reusing a stale model
-    return work / (f"{name}_float_e{args.epochs}_lr{args.lr}_do{args.dropout}"
+    kind = "" if args.kind == "s4d" else f"_{args.kind}"
+    return work / (f"{name}{kind}_float_e{args.epochs}_lr{args.lr}_do{args.dropout}"
                    f"_wd{args.weight_decay}_s{args.seed}.pt")
 
 
@@ -62,7 +66,7 @@ def float_model(task, args, work: Path) -> SSMNetwork:
         log(f"{task.name}: reusing {ckpt}")
         return load_checkpoint(ckpt)
     model = SSMNetwork(inputs=task.inputs, classes=task.classes, seed=args.seed,
-                       dropout=args.dropout, **MODEL)
+                       dropout=args.dropout, **MODELS[args.kind])
     start = time.perf_counter()
     fit(model, task.x_train, task.y_train, epochs=args.epochs, lr=args.lr, seed=args.seed,
         weight_decay=args.weight_decay, progress=False)
@@ -99,7 +103,8 @@ def run_task(name: str, args, work: Path) -> dict:
         acc = evaluate_golden(cfg, m.network_weights(), task.x_test, task.y_test)[0]
         return acc, time.perf_counter() - start
 
-    result = {"task": name, "train": len(task.x_train), "test": len(task.x_test),
+    result = {"task": name, "model": MODELS[args.kind], "train": len(task.x_train),
+              "test": len(task.x_test),
               "float": float_acc, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
               "lr": args.lr, "qat_lr": args.qat_lr, "seed": args.seed,
               "dropout": args.dropout, "calib": args.calib, "equalize": not args.no_equalize,
@@ -144,6 +149,16 @@ def run_task(name: str, args, work: Path) -> dict:
     return result
 
 
+def results_file(task: str, kind: str) -> str:
+    return f"findings_{task}.json" if kind == "s4d" else f"findings_{task}_{kind}.json"
+
+
+def describe(model: dict) -> str:
+    states = (f"{model['modes']} complex modes per channel" if model["kind"] == "s4d"
+              else f"{model['modes']} states per layer")
+    return f"{model['kind'].upper()}, H = {model['channels']}, {states}, {model['layers']} layers"
+
+
 def pct(x):
     return "—" if x is None else f"{100 * x:.1f}"
 
@@ -154,17 +169,19 @@ def write_markdown(results, path: Path):
              f"below; {os.cpu_count()} CPU cores shared with other work, "
              f"{platform.python_implementation()} {platform.python_version()}, "
              f"torch {torch.__version__}). Do not edit by hand.", "",
-             f"Model: {MODEL['kind']}, H = {MODEL['channels']}, {MODEL['modes']} complex modes per "
-             f"channel, {MODEL['layers']} layers, ReLU, mean pooling (`ssmgen train` defaults). "
+             "Models (named in each section): S4D as `ssmgen train`'s defaults, S5 (Q-S5's "
+             "architecture: one MIMO SSM per layer) with as many channels; ReLU, mean pooling. "
              "QAT fine-tunes the float model after a function-preserving per-mode B/C "
              "equalization. Formats: power-of-two scales calibrated on 512 training samples "
              "(`--calib` rule below: mse = least relative quantization error per layer, range = "
              "cover the maximum; per-mode integer bits for the state, which always cover its "
-             "maximum), half_even rounding, saturation, full-precision accumulators. PTQ and QAT "
+             "maximum, floored at the layer's largest minus 16), half_even rounding, saturation, full-precision accumulators. PTQ and QAT "
              "accuracies are measured on the "
              "golden integer network (bit-exact spec of the hardware) on the whole test split.", ""]
     for r in results:
-        lines += [f"## {r['task']} ({r['train']} train / {r['test']} test)", "",
+        model = r.get("model", MODELS["s4d"])
+        lines += [f"## {r['task']}, {model['kind'].upper()} ({r['train']} train / {r['test']} test)",
+                  "", f"Model: {describe(model)}.", "",
                   f"`{r['command']}`: float training {r['epochs']} epochs (lr {r['lr']}, "
                   f"dropout {r.get('dropout', 0.1)}), QAT {r['qat_epochs']} epochs "
                   f"(lr {r['qat_lr']}), formats {r.get('calib', 'range')}, B/C equalization "
@@ -195,7 +212,10 @@ def write_markdown(results, path: Path):
         for row in r["state_scale"]:
             lines.append(f"| {row['width']} | {pct(row['per_mode'])} | {pct(row['per_tensor'])} |")
         lines.append("")
-    lines += ["![accuracy vs width](findings.png)", ""]
+    lines += ["![accuracy vs width](findings.png)", "",
+              "Robustness to analog-style noise on weights and states (float vs PTQ vs QAT, "
+              "QS4D's experiment): [noise_robustness.md](noise_robustness.md), written by "
+              "`benchmarks/noise_robustness.py`.", ""]
     path.write_text("\n".join(lines))
 
 
@@ -215,7 +235,8 @@ def write_plot(results, path: Path):
         q = [(row["width"], 100 * row["qat"]) for row in r["uniform"] if "qat" in row]
         if q:
             ax1.plot(*zip(*q), "s-", label="QAT")
-        ax1.set(xlabel="bits (every tensor)", ylabel="test accuracy %", title=r["task"],
+        title = f"{r['task']}, {r.get('model', MODELS['s4d'])['kind'].upper()}"
+        ax1.set(xlabel="bits (every tensor)", ylabel="test accuracy %", title=title,
                 ylim=(0, 100))
         ax1.invert_xaxis()
         ax1.legend()
@@ -223,7 +244,7 @@ def write_plot(results, path: Path):
             sens = sorted(row, reverse=True)
             ax2.plot(sens, [100 * row[w] for w in sens], "o-", label=comp)
         ax2.set(xlabel="bits (one component; rest 16)", ylabel="PTQ accuracy %",
-                title=f"{r['task']}: PTQ sensitivity", ylim=(0, 100))
+                title=f"{title}: PTQ sensitivity", ylim=(0, 100))
         ax2.invert_xaxis()
         ax2.legend()
     fig.tight_layout()
@@ -233,6 +254,9 @@ def write_plot(results, path: Path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="sdigits,sfreq")
+    parser.add_argument("--kind", choices=sorted(MODELS), default="s4d",
+                        help="the SSM layer kind (findings_TASK.json for s4d, "
+                             "findings_TASK_s5.json for s5)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--qat-epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -261,10 +285,11 @@ def main(argv=None):
         start = time.perf_counter()
         result = run_task(name, args, work)
         result["minutes"] = round((time.perf_counter() - start) / 60, 1)
-        (out / f"findings_{name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        (out / results_file(name, args.kind)).write_text(
+            json.dumps(result, indent=1, default=str) + "\n")
     # the report covers every task measured so far (tasks may be run by separate invocations)
-    results = [json.loads((out / f"findings_{name}.json").read_text()) for name in TASK_ORDER
-               if (out / f"findings_{name}.json").exists()]
+    results = [json.loads((out / results_file(name, kind)).read_text())
+               for name in TASK_ORDER for kind in MODELS if (out / results_file(name, kind)).exists()]
     for r in results:   # JSON turned the integer keys of the sensitivity rows into strings
         r["sensitivity"] = {c: {int(w): v for w, v in row.items()} for c, row in r["sensitivity"].items()}
     write_markdown(results, out / "findings.md")

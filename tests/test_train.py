@@ -426,3 +426,180 @@ test_subset = 40
     logits = design.reference(design.quantize_input(task.x_test))
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == task.y_test))
     assert accuracy == rows[(8, 10)]["quality"]
+
+
+# --- noise injection (train/noise.py) and the mnist1d task ---------------------------------------
+
+from ssmgen.train.noise import Noise, NoiseInjector, load_variant, noisy_accuracy, state_ranges  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["s4d", "s5"])
+def test_zero_noise_is_the_identity_and_noise_is_seeded(digits, kind):
+    """An injector at zero noise leaves the quantized forward pass bit-equal to the golden
+    network and the float one equal to the float reference; a seed fixes every draw, another
+    seed gives other draws; a device keeps its weight draw until resample()."""
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=10, seed=SEED)
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    config = _config_for(model, digits.x_train, widths_from_bits(weights=8, state=8,
+                                                                 activations=8), 64)
+    qnet = quantize_network(config, model.network_weights())
+    ranges = state_ranges(qnet)
+    x = torch.as_tensor(digits.x_test[:16])
+    model.eval()
+    with torch.no_grad():
+        silent = NoiseInjector(Noise(), ranges)
+        golden = golden_logits(qnet, digits.x_test[:16]) * 2.0 ** -qnet.logits_frac
+        np.testing.assert_array_equal(model(x, config, silent).numpy(), golden)
+        np.testing.assert_allclose(model(x, None, silent).numpy(), model(x).numpy(), atol=1e-9)
+
+        def run(noise, injector=None):
+            return model(x, config, injector or NoiseInjector(noise, ranges)).numpy()
+        for noise in (Noise(weight=0.05, seed=3), Noise(state=0.05, seed=3)):
+            a, b = run(noise), run(noise)
+            np.testing.assert_array_equal(a, b)
+            assert not np.array_equal(a, golden)
+            other = Noise(weight=noise.weight, state=noise.state, seed=4)
+            assert not np.array_equal(a, run(other))
+        device = NoiseInjector(Noise(weight=0.05, seed=1), ranges)
+        first = run(None, device)
+        np.testing.assert_array_equal(first, run(None, device))   # the same chip
+        device.resample()
+        assert not np.array_equal(first, run(None, device))       # another chip
+
+
+def test_noise_scales_with_each_tensor_and_state_range():
+    """Weight noise std = level * max |w| of the tensor (re and im alike); state noise std =
+    level * 2^(I_p - 1) of each state's format."""
+    n = 200_000
+    injector = NoiseInjector(Noise(weight=0.1, state=0.01, seed=0),
+                             [np.array([1.0, 8.0])])
+    w = torch.zeros(n, dtype=torch.float64)
+    w[0] = -4.0
+    np.testing.assert_allclose(torch.std(injector.weight(w, "w")[1:] - w[1:]).item(), 0.4,
+                               rtol=0.02)
+    z = torch.zeros(n, dtype=torch.complex128)
+    z[0] = 2j
+    noisy = injector.weight(z, "z")
+    for part in (noisy.real, noisy.imag):
+        np.testing.assert_allclose(torch.std(part[1:]).item(), 0.2, rtol=0.02)
+    x = injector.state(torch.zeros(n, 2, dtype=torch.float64), 0)
+    np.testing.assert_allclose(torch.std(x, dim=0).numpy(), [0.01, 0.08], rtol=0.02)
+    with pytest.raises(ValueError, match="no state ranges for layer 1"):
+        injector.state(torch.zeros(3, 2, dtype=torch.float64), 1)
+
+
+@pytest.mark.parametrize("field,value", [("weight", -0.1), ("state", 1.5), ("weight", float("nan")),
+                                         ("seed", -1)])
+def test_noise_levels_name_their_field(field, value):
+    with pytest.raises(ValueError, match=f"noise.{field}: must be"):
+        Noise(**{field: value})
+
+
+def test_noisy_accuracy_at_zero_noise_is_each_models_exported_accuracy(model_dir):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    task = load_task("sdigits").subset(None, 40)
+    for variant in ("float", "ptq", "qat"):
+        model, config, qnet = load_variant(model_dir, variant)
+        assert (config is None) == (variant == "float")
+        accuracy = noisy_accuracy(model, config, qnet, task.x_test, task.y_test, Noise())
+        assert accuracy == pytest.approx(metrics[f"{variant}_acc"], abs=1e-12), variant
+    with pytest.raises(ValueError, match="variant: must be one of"):
+        load_variant(model_dir, "int8")
+
+
+def test_eval_under_noise_on_the_command_line(model_dir, capsys):
+    argv = ["eval", str(model_dir), "--test-subset", "40", "--noise-weight", "0.05",
+            "--noise-state", "0.02", "--noise-seed", "7"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "under noise (weight 0.05, state 0.02, seed 7)" in first
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split(" in ")[0] == first.split(" in ")[0]    # seeded
+    for bad, message in (([ "--noise-weight", "2"], "--noise-weight: must be a number in 0..1"),
+                         (["--noise-seed", "-2", "--noise-state", "0.1"], "--noise-seed: must be"),
+                         (["--noise-weight", "0.1", "--engine", "rtl"], "applies to --engine")):
+        assert main(["eval", str(model_dir), *bad]) != 0
+        assert message in capsys.readouterr().err
+    assert main(["eval", str(model_dir / "config.toml"), "--noise-weight", "0.1"]) != 0
+    assert "needs the MODEL_DIR itself" in capsys.readouterr().err
+
+
+def test_noise_aware_qat_trains_and_records_its_noise(model_dir, tmp_path):
+    out = tmp_path / "noisy"
+    assert main(["train", "--task", "sdigits", "-o", str(out), "--init",
+                 str(model_dir / "checkpoints" / "float.pt"), "--train-subset", "64",
+                 "--test-subset", "40", "--qat-epochs", "1", "--bits", "8", "--weight-bits", "6",
+                 "--lanes", "2", "--no-progress", "--qat-noise-weight", "0.02",
+                 "--qat-noise-state", "0.01"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["qat_noise"] == {"weight": 0.02, "state": 0.01, "seed": 0}
+    # the exported model is still exactly the golden network's
+    task = load_task("sdigits").subset(None, 40)
+    model, config, qnet = load_variant(out, "qat")
+    assert noisy_accuracy(model, config, qnet, task.x_test, task.y_test, Noise()) == \
+        pytest.approx(metrics["qat_acc"], abs=1e-12)
+
+
+def test_mnist1d_task_is_generated_offline_and_deterministic():
+    pytest.importorskip("mnist1d", reason="the [train] extra installs mnist1d")
+    import random
+    np.random.seed(123)
+    random.seed(123)
+    before = np.random.random(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    a = load_task("mnist1d")
+    assert (np.random.random(), random.random()) == before     # the caller's generators kept
+    b = load_task("mnist1d")
+    assert a.x_train.shape == (4000, 40, 1) and a.x_test.shape == (1000, 40, 1)
+    assert a.classes == 10 and set(np.unique(a.y_test)) == set(range(10))
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    a.x_train[0] = 99.0                                          # a copy per caller
+    assert load_task("mnist1d").x_train[0, 0, 0] != 99.0
+
+
+def test_state_formats_span_at_most_max_state_span(digits):
+    """A mode whose state range is far below its layer's largest gets the layer's integer bits
+    minus MAX_STATE_SPAN, so that the exact state sum stays within int64 (mnist1d has modes at
+    2^-24); modes within the span keep their own formats."""
+    from ssmgen.train.ptq import MAX_STATE_SPAN
+    model = SSMNetwork(kind="s4d", channels=2, modes=2, layers=1, classes=10, seed=SEED)
+    cal = calibrate(model.network_weights(), digits.x_train[:32], activation=model.activation)
+    cal.state = [np.array([4.0, 2.0 ** -3, 2.0 ** -30, 0.0])]
+    data = build_config(model.meta, cal, widths_from_bits(weights=16, state=16, activations=16),
+                        steps=64)
+    top = int_bits_for(4.0, 16)
+    assert data["network"]["state_int_bits"] == [[top, int_bits_for(2.0 ** -3, 16),
+                                                  top - MAX_STATE_SPAN, top - MAX_STATE_SPAN]]
+    quantize_network(parse(data), model.network_weights())     # the exact sums fit int64
+
+
+def test_distillation_and_progressive_qat_export_a_golden_model(model_dir, tmp_path):
+    """--qat-distill and --qat-schedule change only how QAT trains: the exported model is at the
+    target widths and its golden accuracy is the one recorded."""
+    out = tmp_path / "progressive"
+    assert main(["train", "--task", "sdigits", "-o", str(out), "--init",
+                 str(model_dir / "checkpoints" / "float.pt"), "--train-subset", "64",
+                 "--test-subset", "40", "--qat-epochs", "2", "--bits", "8", "--weight-bits", "6",
+                 "--lanes", "2", "--no-progress", "--qat-distill", "0.5",
+                 "--qat-schedule", "8"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["qat_distill"] == 0.5 and metrics["qat_schedule"] == [8]
+    config = load_config(out / "config.toml")
+    assert config.quant.abar.format.width == 6
+    task = load_task("sdigits").subset(None, 40)
+    model, variant_config, qnet = load_variant(out, "qat")
+    assert noisy_accuracy(model, variant_config, qnet, task.x_test, task.y_test, Noise()) == \
+        pytest.approx(metrics["qat_acc"], abs=1e-12)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--qat-distill", "1.5"], "--qat-distill: must be in 0..1"),
+    (["--qat-schedule", "6,8"], "--qat-schedule: widths must decrease"),
+    (["--qat-schedule", "4", "--bits", "4"], "above the narrowest target width 4"),
+    (["--qat-schedule", "eight"], "--qat-schedule: must be comma-separated widths"),
+])
+def test_qat_recipe_options_name_their_field(tmp_path, capsys, flags, message):
+    assert main(["train", "-o", str(tmp_path / "x"), *flags]) != 0
+    assert message in capsys.readouterr().err

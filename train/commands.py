@@ -57,14 +57,20 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
                 widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
                 name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
-                equalize=True, abar_form: dict | None = None, lanes: int | None = None) -> dict:
+                equalize=True, abar_form: dict | None = None, lanes: int | None = None,
+                qat_noise=None, qat_distill: float = 0.0, qat_schedule=()) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
     use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
     each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
     range of the ``"range"`` rule). ``equalize``: rescale B and C per mode before PTQ
     (``SSMNetwork.equalize_``; the float model's function is unchanged). ``abar_form``: extra
     ``quant.abar`` keys (the polar form: train.ptq.build_config). ``lanes``: the exported
-    config's ``hardware.lanes`` (None: gcd(states, 16))."""
+    config's ``hardware.lanes`` (None: gcd(states, 16)). ``qat_noise`` (``train.noise.Noise``):
+    noise-aware QAT, weights and states perturbed during fine-tuning (QS4D). ``qat_distill``: the
+    weight of distillation from the float model during QAT (0: off; ``loop.fit``).
+    ``qat_schedule``: progressive QAT, e.g. (8, 6): the QAT epochs are split into
+    len + 1 stages, stage i with every width below qat_schedule[i] raised to it, the last at
+    ``widths`` (formats calibrated once, on the float model)."""
     augment = task.augment if augment else None
     import torch
 
@@ -129,9 +135,33 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     config = parse(data, out_dir)
     if qat_epochs > 0:
         say(f"QAT: {qat_epochs} epochs")
-        fit(model, task.x_train, task.y_train, epochs=qat_epochs, lr=qat_lr, batch_size=batch_size,
-            seed=seed + 1, config=config, progress=progress, desc="qat",
-            checkpoint=out_dir / "checkpoints/qat.pt", augment=augment)
+        injector = None
+        if qat_noise is not None and not qat_noise.zero:
+            from .noise import NoiseInjector, state_ranges
+            injector = NoiseInjector(qat_noise, state_ranges(load_network(ptq_config)))
+            metrics["qat_noise"] = {"weight": qat_noise.weight, "state": qat_noise.state,
+                                    "seed": qat_noise.seed}
+        teacher = None
+        if qat_distill > 0:
+            import copy
+            teacher = copy.deepcopy(model).eval()     # the (equalized) float model, frozen
+            for parameter in teacher.parameters():
+                parameter.requires_grad_(False)
+            metrics["qat_distill"] = qat_distill
+        stages = [(dict(widths, **{k: max(v, floor) for k, v in widths.items()}), f"qat{floor}")
+                  for floor in qat_schedule] + [(widths, "qat")]
+        if qat_schedule:
+            metrics["qat_schedule"] = list(qat_schedule)
+        for index, (stage_widths, desc) in enumerate(stages):
+            epochs_here = (qat_epochs * (index + 1)) // len(stages) - (qat_epochs * index) // len(stages)
+            stage_config = config if stage_widths is widths else parse(build_config(
+                model.meta, cal, stage_widths, name=name, steps=task.steps, choice=calib,
+                abar_form=abar_form, lanes=lanes), out_dir)
+            if epochs_here:
+                fit(model, task.x_train, task.y_train, epochs=epochs_here, lr=qat_lr,
+                    batch_size=batch_size, seed=seed + 1 + index, config=stage_config,
+                    progress=progress, desc=desc, checkpoint=out_dir / "checkpoints/qat.pt",
+                    augment=augment, noise=injector, teacher=teacher, distill=qat_distill)
     metrics["qat_epochs"] = qat_epochs
     metrics["qat_seconds"] = round(time.perf_counter() - t1, 1)
     qat_weights = model.network_weights()
@@ -185,11 +215,17 @@ def cmd_train(args) -> int:
     if args.calib != "range" and args.calib_percentile != 100:
         raise ConfigError(f"--calib-percentile: applies to --calib range only (--calib is "
                           f"{args.calib}; the mse rule picks its own clipping)")
+    qat_noise = _noise(args, "qat_noise")
+    if not 0 <= args.qat_distill <= 1:
+        raise ConfigError(f"--qat-distill: must be in 0..1, not {args.qat_distill}")
+    schedule = _schedule(args.qat_schedule, widths)
     task = load_task(args.task).subset(args.train_subset, args.test_subset)
     metrics = train_model(task, out_dir=Path(args.output), kind=args.kind, channels=args.channels,
                           modes=args.modes, layers=args.layers, epochs=args.epochs,
                           qat_epochs=args.qat_epochs, lr=args.lr, qat_lr=args.qat_lr,
                           batch_size=args.batch_size, seed=args.seed, widths=widths,
+                          qat_noise=qat_noise, qat_distill=args.qat_distill,
+                          qat_schedule=schedule,
                           dropout=args.dropout,
                           init=args.init, progress=not args.no_progress, augment=args.augment,
                           calib=args.calib, calib_percentile=args.calib_percentile,
@@ -223,11 +259,50 @@ def _abar_form(args) -> tuple[dict | None, int | None]:
     return {"form": "polar", "rho_bits": rho, "theta_bits": theta}, bits
 
 
+def _schedule(text: str | None, widths: dict) -> tuple[int, ...]:
+    """--qat-schedule "8,6" -> (8, 6): decreasing widths, each above the narrowest target width."""
+    if not text:
+        return ()
+    try:
+        stages = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--qat-schedule: must be comma-separated widths, e.g. 8,6, not "
+                          f"{text!r}") from None
+    narrowest = min(widths.values())
+    if any(b <= narrowest or b > 24 for b in stages) or list(stages) != sorted(stages, reverse=True):
+        raise ConfigError(f"--qat-schedule: widths must decrease and lie in {narrowest + 1}..24 "
+                          f"(above the narrowest target width {narrowest}), not {text!r}")
+    return stages
+
+
+def _noise(args, prefix: str):
+    """``--{prefix}-weight/-state/-seed`` as a ``train.noise.Noise`` (None when both are 0)."""
+    from .noise import Noise
+    weight, state = getattr(args, f"{prefix}_weight"), getattr(args, f"{prefix}_state")
+    seed = getattr(args, f"{prefix}_seed")
+    flag = "--" + prefix.replace("_", "-")
+    try:
+        noise = Noise(weight=weight, state=state, seed=seed)
+    except ValueError as exc:       # "noise.weight: ..." -> the flag's name
+        field = str(exc).split(":")[0].split(".")[-1]
+        raise ConfigError(f"{flag}-{field}:{str(exc).split(':', 1)[1]}") from None
+    return None if noise.zero else noise
+
+
 def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
-                       progress: bool = True) -> dict:
-    """Accuracy of a MODEL_DIR (or its config.toml) on a task's test split."""
+                       progress: bool = True, noise=None) -> dict:
+    """Accuracy of a MODEL_DIR (or its config.toml) on a task's test split. ``noise``
+    (``train.noise.Noise``): engines float (the float-trained checkpoint) and golden (the
+    exported model through its config) under weight and state noise, in the torch model."""
     from .tasks import load_task
     path = Path(path)
+    if noise is not None:
+        if engine == "rtl":
+            raise ConfigError("--noise-*: applies to --engine float or golden (the generated "
+                              "Verilog is exact integer arithmetic)")
+        if not path.is_dir():
+            raise ConfigError(f"{path}: noise evaluation needs the MODEL_DIR itself (its "
+                              f"checkpoints), not a config file")
     config = load_config(path / "config.toml" if path.is_dir() else path)
     net = config.network
     if net is None:
@@ -239,6 +314,17 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
             raise ConfigError(f"network.{field}: the model has {getattr(net, field)}, task "
                               f"{task_name} needs {want}")
     start = time.perf_counter()
+    if noise is not None:
+        import torch
+
+        from .noise import load_variant, noisy_accuracy
+        torch.set_num_threads(1)
+        model, variant_config, qnet = load_variant(path, "float" if engine == "float" else "qat")
+        accuracy = noisy_accuracy(model, variant_config, qnet, task.x_test, task.y_test, noise)
+        correct = round(accuracy * len(task.y_test))
+        return {"engine": engine, "task": task_name, "correct": correct,
+                "total": len(task.y_test), "accuracy": accuracy,
+                "seconds": time.perf_counter() - start, "noise": noise}
     if engine == "float":
         weights = load_network_npz(config.weights.path, config)
         logits = run_float_network(weights, task.x_test, activation=net.activation)
@@ -276,9 +362,13 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
 
 
 def cmd_eval(args) -> int:
-    result = evaluate_model_dir(args.model, args.task, args.engine, test_subset=args.test_subset)
+    noise = _noise(args, "noise")
+    result = evaluate_model_dir(args.model, args.task, args.engine, test_subset=args.test_subset,
+                                noise=noise)
+    under = ("" if noise is None else f" under noise (weight {noise.weight}, state "
+             f"{noise.state}, seed {noise.seed})")
     print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
-          f"({result['correct']}/{result['total']}) in {result['seconds']:.2f} s")
+          f"({result['correct']}/{result['total']}){under} in {result['seconds']:.2f} s")
     if args.engine == "rtl":      # a difference would have raised: say what was checked
         print(f"the generated Verilog matched the golden integer model on every logit and "
               f"prediction of all {result['total']} sequences (bit for bit)")
@@ -352,6 +442,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--augment", action="store_true",
                    help="training-time augmentation (sdigits: random 1-pixel shifts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--qat-distill", type=float, default=0.0,
+                   help="weight a in 0..1 of distillation from the float model during QAT: "
+                        "loss = (1 - a) CE + a T^2 KL at T = 2 (default: 0, off)")
+    p.add_argument("--qat-schedule",
+                   help="progressive QAT: comma-separated decreasing widths, e.g. 8,6; the QAT "
+                        "epochs are split into stages that raise every narrower width to the "
+                        "stage's, then a final stage at the target widths")
+    _noise_arguments(p, "qat-noise", "noise-aware QAT (QS4D): during fine-tuning, a new "
+                                     "perturbation every batch")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy of a MODEL_DIR on a task's test split")
@@ -362,4 +461,18 @@ def add_parsers(sub) -> None:
                    help="float reference, golden integer network, or the generated Verilog "
                         "(checked against golden on every logit) (default: %(default)s)")
     p.add_argument("--test-subset", type=int, help="use the first N test samples")
+    _noise_arguments(p, "noise", "evaluate under analog-style noise (train/noise.py; engines "
+                                 "float and golden, a MODEL_DIR with its checkpoints)")
     p.set_defaults(func=cmd_eval)
+
+
+def _noise_arguments(p, prefix: str, what: str) -> None:
+    group = p.add_argument_group(f"--{prefix}-*", what)
+    group.add_argument(f"--{prefix}-weight", type=float, default=0.0,
+                       help="std of the Gaussian noise on every weight, relative to its "
+                            "tensor's largest magnitude (default: %(default)s)")
+    group.add_argument(f"--{prefix}-state", type=float, default=0.0,
+                       help="std of the Gaussian noise on every state at every step, relative to "
+                            "the range of the state's format (default: %(default)s)")
+    group.add_argument(f"--{prefix}-seed", type=int, default=0,
+                       help="seed of the noise (default: %(default)s)")

@@ -15,6 +15,9 @@ from ..golden.network import predict, quantize_network_input, run_integer_networ
 from ..golden.quantize import quantize_network
 from .model import SSMNetwork
 
+#: Softening of the logits for distillation (Hinton et al. use 2..20; 2 suits 10 classes).
+DISTILL_TEMPERATURE = 2.0
+
 __all__ = ["fit", "evaluate_torch", "evaluate_golden", "golden_logits", "save_checkpoint",
            "load_checkpoint"]
 
@@ -30,12 +33,17 @@ def _progress(iterable, *, desc: str, enabled: bool, total=None):
 def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
         batch_size: int = 64, seed: int = 0, config=None, weight_decay: float = 0.01,
         ssm_lr_scale: float = 0.5, progress: bool = True, desc: str = "train",
-        checkpoint: Path | None = None, log=None, augment=None) -> list[dict]:
+        checkpoint: Path | None = None, log=None, augment=None, noise=None, teacher=None,
+        distill: float = 0.0, temperature: float = DISTILL_TEMPERATURE) -> list[dict]:
     """AdamW with a cosine schedule (one warm-up epoch), cross-entropy. ``config``: QAT (the
     quantized forward pass with fake quantization, formats fixed by the config). The recurrence's
     own parameters (A, dt) get ``lr * ssm_lr_scale`` and no weight decay. Returns per-epoch
     history; with ``checkpoint``, saves the model after every epoch (``load_checkpoint``).
-    ``augment(x_batch, rng)``: training-time augmentation (seeded from ``seed``)."""
+    ``augment(x_batch, rng)``: training-time augmentation (seeded from ``seed``). ``noise``
+    (``train.noise.NoiseInjector``): noise-aware training, new weight noise every batch.
+    ``teacher`` (a float SSMNetwork, frozen) with ``distill`` = a in (0, 1]: knowledge
+    distillation (Hinton et al. 2015), loss = (1 - a) CE + a T^2 KL(teacher || student) on
+    logits softened by ``temperature`` T."""
     aug_rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -67,8 +75,16 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
             xb = xt[idx]
             if augment is not None:
                 xb = torch.as_tensor(augment(xb.numpy(), aug_rng), dtype=torch.float64)
-            logits = model(xb, config)
+            if noise is not None:
+                noise.resample()
+            logits = model(xb, config, noise)
             loss = loss_fn(logits, yt[idx])
+            if teacher is not None and distill > 0:
+                with torch.no_grad():
+                    soft = torch.softmax(teacher(xb) / temperature, dim=-1)
+                kl = nn.functional.kl_div(torch.log_softmax(logits / temperature, dim=-1), soft,
+                                          reduction="batchmean")
+                loss = (1 - distill) * loss + distill * temperature ** 2 * kl
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -130,16 +130,35 @@ class SSMLayer(nn.Module):
             y_f = torch.einsum("fhk,bfk->bfh", torch.fft.rfft(K, n=n, dim=0), u_f)
         return torch.fft.irfft(y_f, n=n, dim=1)[:, :T] + d * u
 
-    def forward_quant(self, a: torch.Tensor, config) -> torch.Tensor:
+    def forward_quant(self, a: torch.Tensor, config, noise=None, index: int = 0) -> torch.Tensor:
         """a (B, T, H): exact values in quant.input -> y (B, T, H) in quant.output, the golden
-        integer model's recurrence (full-precision accumulators) in float64."""
+        integer model's recurrence (full-precision accumulators) in float64. ``noise``
+        (``train.noise.NoiseInjector``) perturbs the quantized weights and each quantized state
+        of this layer (number ``index``)."""
         q = config.quant
         if q.state_acc is not None or q.output_acc is not None:
             raise ValueError("QAT supports full-precision accumulators only "
                              "(quant.state_acc / quant.output_acc = \"full\")")
         abar, bbar, c, d = self.discrete()
         ar, ai, br, bi, cr, ci, dq, qlayer = fake_quant_layer(abar, bbar, c, d, config, self.kind)
-        state_frac = qlayer.state_frac
+        weights = (torch.complex(ar, ai), torch.complex(br, bi), torch.complex(cr, ci), dq)
+        return self._recur(a, weights, noise, index,
+                           state_q=lambda x: fake_quant(x, q.state, qlayer.state_frac),
+                           output_q=lambda y: fake_quant(y, q.output))
+
+    def forward_recurrent(self, a: torch.Tensor, noise=None, index: int = 0) -> torch.Tensor:
+        """The float map of :meth:`forward_float`, timestep by timestep (so that ``noise`` can
+        reach the state): for float models under noise."""
+        return self._recur(a, self.discrete(), noise, index)
+
+    def _recur(self, a, weights, noise, index, state_q=None, output_q=None):
+        """``x[k] = Abar x[k-1] + Bbar u[k]``, ``y[k] = Re(C x[k]) + D u[k]`` over a (B, T, H),
+        each state through ``state_q`` and each output through ``output_q`` when given."""
+        if noise is not None:
+            weights = tuple(noise.weight(w, f"layers.{index}.{name}")
+                            for w, name in zip(weights, ("abar", "bbar", "c", "d")))
+        abar, bbar, c, d = weights
+        ar, ai, br, bi, cr, ci = abar.real, abar.imag, bbar.real, bbar.imag, c.real, c.imag
         B, T, H = a.shape
         P = self.states
         xr = a.new_zeros(B, P)
@@ -154,12 +173,18 @@ class SSMLayer(nn.Module):
             else:
                 nr = ar * xr - ai * xi + u @ br.T
                 ni = ar * xi + ai * xr + u @ bi.T
-            xr, xi = fake_quant(torch.stack([nr, ni]), q.state, state_frac).unbind(0)
+            x = torch.stack([nr, ni])
+            if state_q is not None:
+                x = state_q(x)
+            if noise is not None:
+                x = noise.state(x, index)
+            xr, xi = x.unbind(0)
             if self.kind == "s4d":
                 out = (cr * xr - ci * xi).reshape(B, H, self.modes).sum(-1)
             else:
                 out = xr @ cr.T - xi @ ci.T
-            ys.append(fake_quant(out + dq * u, q.output))
+            y = out + d * u
+            ys.append(y if output_q is None else output_q(y))
         return torch.stack(ys, dim=1)
 
 
@@ -195,31 +220,46 @@ class SSMNetwork(nn.Module):
     def _act(self, y):
         return torch.relu(y) if self.activation == "relu" else y
 
-    def forward(self, u: torch.Tensor, config=None) -> torch.Tensor:
-        """u (B, T, inputs) float64 -> logits (B, classes); quantized when ``config`` is given."""
+    def forward(self, u: torch.Tensor, config=None, noise=None) -> torch.Tensor:
+        """u (B, T, inputs) float64 -> logits (B, classes); quantized when ``config`` is given;
+        with ``noise`` (``train.noise.NoiseInjector``) on weights and states."""
         if config is not None:
-            return self._forward_quant(u, config)
-        a = self.encoder(u)
-        for layer, mix in zip(self.layers, self.mix):
-            a = a + mix(self.dropout(self._act(layer.forward_float(a))))
-        return self.decoder(a.mean(dim=1))
+            return self._forward_quant(u, config, noise)
+        if noise is None:
+            a = self.encoder(u)
+            for layer, mix in zip(self.layers, self.mix):
+                a = a + mix(self.dropout(self._act(layer.forward_float(a))))
+            return self.decoder(a.mean(dim=1))
 
-    def _forward_quant(self, u, config):
+        def linear(x, module, name):
+            return (x @ noise.weight(module.weight, name).T
+                    + noise.weight(module.bias, f"{name}_bias"))
+
+        a = linear(u, self.encoder, "encoder")
+        for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
+            y = layer.forward_recurrent(a, noise, l)
+            a = a + linear(self.dropout(self._act(y)), mix, f"mix{l}")
+        return linear(a.mean(dim=1), self.decoder, "decoder")
+
+    def _forward_quant(self, u, config, noise=None):
         net, q = config.network, config.quant
         if net.steps != u.shape[1]:
             raise ValueError(f"network.steps = {net.steps}, but the input has {u.shape[1]} steps")
 
-        def linear(x, module, wq, bq, name):
+        def linear(x, module, wq, bq, name, key=None):
             w = fake_quant_weight(module.weight, wq, name)
             b = fake_quant_weight(module.bias, bq, f"{name}_bias")
+            if noise is not None:       # (key: the tensor's own name, e.g. one layer's mix)
+                key = key or name
+                w, b = noise.weight(w, key), noise.weight(b, f"{key}_bias")
             return x @ w.T + b
 
         u = fake_quant(u, net.input)
         a = fake_quant(linear(u, self.encoder, net.encoder, net.encoder_bias, "encoder"), q.input)
         for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
-            y = layer.forward_quant(a, config.layer(l))
+            y = layer.forward_quant(a, config.layer(l), noise, l)
             r = self.dropout(self._act(y))
-            a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix") + a, q.input)
+            a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix", f"mix{l}") + a, q.input)
         mult, shift = pool_constants(net.steps)
         pooled = fake_quant(a.sum(dim=1) * (mult * 2.0 ** -shift), net.pool)
         logits = linear(pooled, self.decoder, net.decoder, net.decoder_bias, "decoder")

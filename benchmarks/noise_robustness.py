@@ -1,0 +1,147 @@
+"""Noise robustness (QS4D's analog-noise experiment): accuracy of float, PTQ and QAT models under
+Gaussian noise on the weights and on the state (``train/noise.py`` defines the noise model).
+
+For each MODEL_DIR given (written by ``ssmgen train``: float checkpoint, ``ptq_config.toml``,
+QAT checkpoint and ``config.toml``), and each noise level, the test split is evaluated on
+``--seeds`` devices (independent weight draws and state noise), in the torch model whose
+zero-noise logits are the golden integer network's (tests/test_train.py). Weight noise and state
+noise are swept separately (the other at zero). Extra QAT models (e.g. noise-aware QAT, ``ssmgen
+train --qat-noise-weight ...``) join a task's rows with ``--extra TASK=LABEL=MODEL_DIR``.
+
+Writes docs/noise_robustness.md (tables: mean and spread over seeds), docs/noise_robustness.json
+and docs/noise_robustness.png. A benchmark prints and records figures; it asserts nothing.
+
+Run:  python benchmarks/noise_robustness.py --model sdigits=MODEL_DIR [--model mnist1d=DIR]
+          [--extra sdigits="noise-aware QAT"=DIR] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssmgen.train.noise import VARIANTS, Noise, load_variant, noisy_accuracy
+from ssmgen.train.tasks import load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHT_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
+STATE_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
+LABELS = {"float": "float", "ptq": "PTQ", "qat": "QAT"}
+
+
+def log(msg):
+    print(f"[noise {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def curves(model_dir, variant, task, args):
+    """{"weight": [(level, mean, std)], "state": [...]} of one model."""
+    model, config, qnet = load_variant(model_dir, variant)
+    out = {}
+    for kind, levels in (("weight", args.weight_levels), ("state", args.state_levels)):
+        rows = []
+        for level in levels:
+            seeds = [0] if level == 0 else range(args.seeds)   # no noise: one exact figure
+            accs = [noisy_accuracy(model, config, qnet, task.x_test, task.y_test,
+                                   Noise(**{kind: level, "seed": seed})) for seed in seeds]
+            rows.append((level, float(np.mean(accs)), float(np.std(accs))))
+        out[kind] = rows
+    return out
+
+
+def write_markdown(results, path: Path, args):
+    lines = ["# Noise robustness: float vs PTQ vs QAT under weight and state noise", "",
+             "Written by `benchmarks/noise_robustness.py` (" + " ".join(args.argv) + "), "
+             f"{args.seeds} seeds per level (devices: independent weight draws, fresh state "
+             "noise per step), test split, accuracy mean ± std over seeds. The noise model is "
+             "`train/noise.py`: weight noise std = level × the tensor's largest |value|; state "
+             "noise std = level × the range 2^(I-1) of each state's format, added after every "
+             "update. The quantized models' zero-noise figures are the golden integer network's.",
+             ""]
+    for task, r in results.items():
+        lines += [f"## {task}", "", "Models: " + "; ".join(
+            f"{m['label']}: `{m['source']}`" for m in r["models"]) + f". Run time "
+            f"{r['minutes']} min on 2 cores.", ""]
+        for kind, title in (("weight", "Weight noise"), ("state", "State noise")):
+            levels = [row[0] for row in r["models"][0]["curves"][kind]]
+            lines += [f"### {title} (relative std)", "",
+                      "| model | " + " | ".join(f"{100 * lv:g}%" for lv in levels) + " |",
+                      "|---|" + "---|" * len(levels)]
+            for m in r["models"]:
+                lines.append(f"| {m['label']} | " + " | ".join(
+                    f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std else "")
+                    for _, mean, std in m["curves"][kind]) + " |")
+            lines.append("")
+    lines += ["![accuracy vs noise](noise_robustness.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_plot(results, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(results), 2, figsize=(11, 4 * len(results)), squeeze=False)
+    for row, (task, r) in zip(axes, results.items()):
+        for ax, kind in zip(row, ("weight", "state")):
+            for m in r["models"]:
+                levels, means, stds = zip(*m["curves"][kind])
+                ax.errorbar([100 * lv for lv in levels], [100 * v for v in means],
+                            yerr=[100 * s for s in stds], marker="o", capsize=3, label=m["label"])
+            ax.set(xlabel=f"{kind} noise std (% of range)", ylabel="test accuracy %",
+                   title=f"{task}: {kind} noise", ylim=(0, 100))
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _pairs(items, parts: int, flag: str):
+    out = []
+    for item in items:
+        fields = item.split("=", parts - 1)
+        if len(fields) != parts:
+            raise SystemExit(f"{flag}: expected {'='.join(['X'] * parts)}, not {item!r}")
+        out.append(fields)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="TASK=MODEL_DIR")
+    parser.add_argument("--extra", action="append", default=[], help="TASK=LABEL=MODEL_DIR")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--weight-levels", type=float, nargs="+", default=list(WEIGHT_LEVELS))
+    parser.add_argument("--state-levels", type=float, nargs="+", default=list(STATE_LEVELS))
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    args = parser.parse_args(argv)
+    args.argv = argv if argv is not None else __import__("sys").argv[1:]
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    extras = _pairs(args.extra, 3, "--extra")
+    results = {}
+    for task_name, model_dir in _pairs(args.model, 2, "--model"):
+        start = time.perf_counter()
+        task = load_task(task_name)
+        models = [(LABELS[v], model_dir, v) for v in VARIANTS]
+        models += [(label, path, "qat") for t, label, path in extras if t == task_name]
+        entries = []
+        for label, path, variant in models:
+            log(f"{task_name}: {label} ({path})")
+            entries.append({"label": label, "source": f"{Path(path).name} ({variant})",
+                            "curves": curves(path, variant, task, args)})
+            for kind in ("weight", "state"):
+                log("  " + kind + ": " + ", ".join(f"{100 * lv:g}% {100 * m:.1f}"
+                                                   for lv, m, _ in entries[-1]["curves"][kind]))
+        results[task_name] = {"models": entries,
+                              "minutes": round((time.perf_counter() - start) / 60, 1)}
+    (out / "noise_robustness.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_markdown(results, out / "noise_robustness.md", args)
+    write_plot(results, out / "noise_robustness.png")
+    log(f"wrote {out / 'noise_robustness.md'}, .json and .png")
+
+
+if __name__ == "__main__":
+    main()
