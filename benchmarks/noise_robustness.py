@@ -60,8 +60,11 @@ def write_markdown(results, path: Path, args):
              "noise per step), test split, accuracy mean ± std over seeds. The noise model is "
              "`train/noise.py`: weight noise std = level × the tensor's largest |value|; state "
              "noise std = level × the range 2^(I-1) of each state's format, added after every "
-             "update. The quantized models' zero-noise figures are the golden integer network's.",
-             ""]
+             "update. The quantized models' zero-noise figures are the golden integer network's. "
+             "The MODEL_DIRs: `ssmgen train --task TASK -o build/TASK_default` (defaults, seed 0; "
+             "8-bit QAT), and the noise-aware ones `ssmgen train --task TASK --init "
+             "build/TASK_default/checkpoints/float.pt --qat-noise-weight 0.02 --qat-noise-state "
+             "0.01 -o build/TASK_noiseqat`.", ""]
     for task, r in results.items():
         lines += [f"## {task}", "", "Models: " + "; ".join(
             f"{m['label']}: `{m['source']}`" for m in r["models"]) + f". Run time "
@@ -98,6 +101,15 @@ def write_plot(results, path: Path):
     fig.savefig(path, dpi=110)
 
 
+def _source(model_dir: Path, variant: str) -> str:
+    """The MODEL_DIR's name, the model used, and its QAT noise if it was trained with one."""
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    noise = metrics.get("qat_noise") if variant == "qat" else None
+    trained = ("" if noise is None else f", QAT with weight noise {noise['weight']} and state "
+               f"noise {noise['state']}")
+    return f"{model_dir.name} ({variant}{trained})"
+
+
 def _pairs(items, parts: int, flag: str):
     out = []
     for item in items:
@@ -130,7 +142,7 @@ def main(argv=None):
         entries = []
         for label, path, variant in models:
             log(f"{task_name}: {label} ({path})")
-            entries.append({"label": label, "source": f"{Path(path).name} ({variant})",
+            entries.append({"label": label, "source": _source(Path(path), variant),
                             "curves": curves(path, variant, task, args)})
             for kind in ("weight", "state"):
                 log("  " + kind + ": " + ", ".join(f"{100 * lv:g}% {100 * m:.1f}"

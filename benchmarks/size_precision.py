@@ -97,7 +97,7 @@ def main(argv=None):
     result = {"task": args.task, "channels": args.channels, "modes": modes, "widths": widths,
               "float": floats, "cells": cells, "seed": args.seed, "qat_epochs": args.qat_epochs,
               "minutes": round((time.perf_counter() - start) / 60, 1),
-              "command": "python benchmarks/size_precision.py " + " ".join(argv)}
+              "command": " ".join(["python benchmarks/size_precision.py", *argv])}
     (out / "size_precision.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# Model size against precision (QS4D's trade-off)", "",
              f"Written by `{result['command']}` ({result['minutes']} min on 2 cores shared with "

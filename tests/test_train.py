@@ -524,20 +524,25 @@ def test_eval_under_noise_on_the_command_line(model_dir, capsys):
     assert "needs the MODEL_DIR itself" in capsys.readouterr().err
 
 
-def test_noise_aware_qat_trains_and_records_its_noise(model_dir, tmp_path):
-    out = tmp_path / "noisy"
+def _qat_from(model_dir, out, *options) -> dict:
+    """QAT of the fixture's float model with ``options``; checks that the exported model is
+    still exactly the golden network (its recorded accuracy) and returns its metrics."""
     assert main(["train", "--task", "sdigits", "-o", str(out), "--init",
                  str(model_dir / "checkpoints" / "float.pt"), "--train-subset", "64",
-                 "--test-subset", "40", "--qat-epochs", "1", "--bits", "8", "--weight-bits", "6",
-                 "--lanes", "2", "--no-progress", "--qat-noise-weight", "0.02",
-                 "--qat-noise-state", "0.01"]) == 0
+                 "--test-subset", "40", "--bits", "8", "--weight-bits", "6", "--lanes", "2",
+                 "--no-progress", *options]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["qat_noise"] == {"weight": 0.02, "state": 0.01, "seed": 0}
-    # the exported model is still exactly the golden network's
     task = load_task("sdigits").subset(None, 40)
     model, config, qnet = load_variant(out, "qat")
     assert noisy_accuracy(model, config, qnet, task.x_test, task.y_test, Noise()) == \
         pytest.approx(metrics["qat_acc"], abs=1e-12)
+    return metrics
+
+
+def test_noise_aware_qat_trains_and_records_its_noise(model_dir, tmp_path):
+    metrics = _qat_from(model_dir, tmp_path / "noisy", "--qat-epochs", "1",
+                        "--qat-noise-weight", "0.02", "--qat-noise-state", "0.01")
+    assert metrics["qat_noise"] == {"weight": 0.02, "state": 0.01, "seed": 0}
 
 
 def test_mnist1d_task_is_generated_offline_and_deterministic():
@@ -579,19 +584,10 @@ def test_distillation_and_progressive_qat_export_a_golden_model(model_dir, tmp_p
     """--qat-distill and --qat-schedule change only how QAT trains: the exported model is at the
     target widths and its golden accuracy is the one recorded."""
     out = tmp_path / "progressive"
-    assert main(["train", "--task", "sdigits", "-o", str(out), "--init",
-                 str(model_dir / "checkpoints" / "float.pt"), "--train-subset", "64",
-                 "--test-subset", "40", "--qat-epochs", "2", "--bits", "8", "--weight-bits", "6",
-                 "--lanes", "2", "--no-progress", "--qat-distill", "0.5",
-                 "--qat-schedule", "8"]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = _qat_from(model_dir, out, "--qat-epochs", "2", "--qat-distill", "0.5",
+                        "--qat-schedule", "8")
     assert metrics["qat_distill"] == 0.5 and metrics["qat_schedule"] == [8]
-    config = load_config(out / "config.toml")
-    assert config.quant.abar.format.width == 6
-    task = load_task("sdigits").subset(None, 40)
-    model, variant_config, qnet = load_variant(out, "qat")
-    assert noisy_accuracy(model, variant_config, qnet, task.x_test, task.y_test, Noise()) == \
-        pytest.approx(metrics["qat_acc"], abs=1e-12)
+    assert load_config(out / "config.toml").quant.abar.format.width == 6
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -58,9 +58,9 @@ class Noise:
 
 def state_ranges(qnet) -> list[np.ndarray]:
     """Per layer, the range ``2^(I_p - 1)`` of each state's format, in real units (P,)."""
-    width = qnet.config.quant.state.format.width
-    return [np.ldexp(1.0, (width - 1) - np.asarray(layer.state_frac, dtype=np.int64))
-            for layer in qnet.layers]
+    return [np.ldexp(1.0, (layer.config.quant.state.format.width - 1)
+                     - np.asarray(layer.state_frac, dtype=np.int64))
+            for layer in qnet.layers]           # (a layer may have its own state width)
 
 
 class NoiseInjector:
@@ -92,11 +92,11 @@ class NoiseInjector:
         if name not in self._draws:
             shape = w.shape + ((2,) if w.is_complex() else ())
             self._draws[name] = self._normal(shape)
-        draw = self._draws[name]
+        draw, v = self._draws[name], w.detach()      # (the scale is not trained through)
         if w.is_complex():
-            scale = self.noise.weight * torch.maximum(w.real.abs().max(), w.imag.abs().max())
+            scale = self.noise.weight * torch.maximum(v.real.abs().max(), v.imag.abs().max())
             return torch.complex(w.real + scale * draw[..., 0], w.imag + scale * draw[..., 1])
-        return w + self.noise.weight * w.abs().max() * draw
+        return w + self.noise.weight * v.abs().max() * draw
 
     def state(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """States ``x`` (..., P) of layer ``layer`` after one update, plus fresh noise."""
