@@ -137,7 +137,8 @@ class NetworkAccelerator(wiring.Component):
                                    beat's valid, without back-pressure = the folded encoder's
                                    latency (0 when H_in = 1) + per layer (the layer's latency
                                    + the mixing unit's hold and latency + one register slice)
-                                   + 3 (pool, logits slice, output registers) + H (a serial
+                                   + 3 (pool, logits slice, output registers; 2 with a
+                                   serial arg-max, whose slice is the output) + H (a serial
                                    pooling's walk) + the decoder's hold and latency + the
                                    register slices of the arg-max tournament; a folded unit's
                                    latency is F + 4 (F + 3 when F = 1), a serial one's
@@ -200,11 +201,13 @@ class NetworkAccelerator(wiring.Component):
         pool_cost = logic_cost(Const(net.pool_mult), Signal(signed(pool_sum_width(net))))
         self.product_costs = [pool_cost] * (1 if self.serial_pool else H)
 
-        def linear(weights, bias, *, cycles, in_place=False, **options):
+        def linear(weights, bias, *, cycles, in_place=False, relu=False, **options):
             """A SerialLinear where the network is serial and time allows, reading its input in
-            place when ``in_place`` (the producer holds it in a register); else FoldedLinear."""
+            place when ``in_place`` (the producer holds it in a register) and applying ``relu``
+            to what it reads; else FoldedLinear (the network applies the ReLU then)."""
             if self.serial and cycles >= weights.shape[0]:
-                return SerialLinear(weights, bias, cycles=cycles, latch=not in_place, **options)
+                return SerialLinear(weights, bias, cycles=cycles, latch=not in_place, relu=relu,
+                                    **options)
             return FoldedLinear(weights, bias, cycles=cycles, **options)
 
         self.encoder = None
@@ -220,7 +223,8 @@ class NetworkAccelerator(wiring.Component):
             net.mix_w[l], net.mix_b[l], in_width=fy.width, in_frac=fy.frac,
             w_frac=cfg.mix.format.frac, b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
             cycles=self._cycles, residual=(q.input.format.width, q.input.format.frac),
-            quantizer=q.input, side_width=2, in_place=True) for l in range(cfg.layers)]
+            quantizer=q.input, side_width=2, in_place=True, relu=cfg.activation == "relu")
+            for l in range(cfg.layers)]
         # A timestep's residual waits from its entry into the layer until the mixing unit
         # accepts the layer's output: ceil(wait / G) <= wait // G + 1 timesteps at once at full
         # rate, one more as slack (not with memory storage, where each word is H flip-flops)
@@ -255,8 +259,8 @@ class NetworkAccelerator(wiring.Component):
         encoder = 0 if self.encoder is None else self.encoder.latency
         return (encoder + sum(layer.latency + mix.hold + mix.latency + 1
                               for layer, mix in zip(self.layers, self.mixers))
-                + 3 + (self.channels if self.serial_pool else 0) + self.decoder.hold
-                + self.decoder.latency + self._argmax_slices)
+                + 3 - int(self._serial_argmax) + (self.channels if self.serial_pool else 0)
+                + self.decoder.hold + self.decoder.latency + self._argmax_slices)
 
     @property
     def lanes(self) -> int:
@@ -419,10 +423,12 @@ class NetworkAccelerator(wiring.Component):
                          layer.y.ready.eq(mix.i.ready & res.r_rdy),
                          res.r_en.eq(mix.i.ready & layer.y.valid),
                          mix.i.payload.side.eq(res.r_data[H * ws:H * ws + 2])]
+            # the activation: here on every channel, or in a serial mixing unit on the word it
+            # reads
+            relu = cfg.activation == "relu" and not getattr(mix, "relu", False)
             for h in range(H):
                 y = layer.y.payload.data[h]
-                act = wire(m, Mux(y < 0, 0, y) if cfg.activation == "relu" else y,
-                                 f"act{l}_{h}", y.shape())
+                act = wire(m, Mux(y < 0, 0, y) if relu else y, f"act{l}_{h}", y.shape())
                 m.d.comb += [mix.i.payload.x[h].eq(act),
                              mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
             # A register slice after the mixing unit: its ready depends on its output's ready,
@@ -535,6 +541,14 @@ class NetworkAccelerator(wiring.Component):
                                stage.o.payload[base + k * (wp + wz) + wp:][:wz].as_signed())
                               for k in range(len(candidates))]
         best_index = candidates[0][0]
+        if self._serial_argmax:
+            # the logits slice's register is the output register (a third copy of the logits
+            # would only add a cycle); y.ready reaches only the slice's output enable
+            m.d.comb += [self.y.valid.eq(valid), ready.eq(self.y.ready),
+                         self.y.payload.prediction.eq(best_index),
+                         *(self.y.payload.logits[c].eq(logits[c * wz:(c + 1) * wz].as_signed())
+                           for c in range(cfg.classes))]
+            return m
         # y.ready reaches only the last stage's output enable (see "Flow control").
         m.d.comb += ready.eq(~self.y.valid | self.y.ready)
         with m.If(self.y.ready):

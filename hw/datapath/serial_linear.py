@@ -8,8 +8,8 @@ output: H_out of each, whatever the time it is given. A folded network (one time
 cycles, G = P / lanes, e.g. 128) has time for H_out x H_in products with very few multipliers:
 this unit spends ``F = ceil(H_in / K)`` cycles on each output and ``H_out * F`` on a vector, with
 ``K = ceil(H_in / floor(cycles / H_out))``, so that its cost follows K, not H_out x H_in: one
-accumulator, one rounding, one weight memory (``H_out * F`` words of K weights), and an output
-buffer of H_out words (flip-flops, no logic).
+accumulator, one rounding, one weight memory (``H_out * F`` words of K weights), and the output
+register's H_out words, filled one output at a time.
 
 Arithmetic. Exactly the golden ``_linear``, as FoldedLinear: exact products aligned to
 ``frac`` fraction bits, summed with the aligned bias (and residual) in ``sum_bits`` bits, then
@@ -25,8 +25,8 @@ w[o, kK .. kK+K-1], zero past H_in)::
     operands  the weight word (the memory's read register), the chunk, r[o] and b[o] registered
     products  p[i] = w[n, i] * x[kK + i]; base = b[o] + r[o] aligned   -> registers
     acc       acc = (k == 0 ? base : acc) + sum_i p[i]
-    output    after an output's last chunk: Q(acc) into the buffer word o, or for o = H_out - 1
-              the buffer and Q(acc) into the output register
+    output    after an output's last chunk: Q(acc) into the output register's word o; after
+              output H_out - 1 the register is valid
 
 So ``latency = H_out * F + 4`` cycles from an accepted beat to its output's valid, and a beat is
 accepted every ``H_out * F`` cycles (``interval`` when given, the counter then runs on issuing
@@ -36,8 +36,11 @@ Reading in place (``latch=False``): no input latch at all. The unit reads x, r a
 from the input payload (a stream's payload holds while valid and not ready) and accepts the beat
 in the cycle its last word issues: ``hold = H_out * F - 1`` cycles after the beat was offered,
 then ``latency = 4``. That saves H_in + H_out words of flip-flops where the producer keeps its
-output in a register anyway (an SSM layer's output register, the pooled features). Flow control as FoldedLinear: only the output register's hold (``o.valid &
-~o.ready`` with a finished vector waiting) stops the pipeline, every stage at once.
+output in a register anyway (an SSM layer's output register, the pooled features).
+
+Flow control: a completed output waits while the output register still holds an untaken vector
+(``o.valid & ~o.ready``): that stops the pipeline, every stage at once. A consumer that takes a
+vector within H_out * F cycles of its valid never stops it.
 
 DSP blocks: at most ``dsp_products`` of the K products are multipliers (``multiply.py``); the
 first line silences Amaranth's warning about the unused modules of a network's dry elaboration
@@ -80,12 +83,12 @@ class SerialLinear(wiring.Component):
                            0, or fold - 1 reading in place
 
     With ``argmax``, ``o.payload.best``: unsigned, the index of the largest output (ties: the
-    lowest).
+    lowest). With ``relu``, ``y[o] = Q(sum_j w[o,j] max(x[j], 0) + ...)``.
     """
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
                  cycles, interval=None, residual=None, quantizer=None, side_width=0,
-                 dsp_products=None, latch=True, argmax=False):
+                 dsp_products=None, latch=True, argmax=False, relu=False):
         weights, bias, self.shifts = check_linear(
             weights, bias, in_width=in_width, in_frac=in_frac, w_frac=w_frac, b_frac=b_frac,
             frac=frac, sum_bits=sum_bits, residual=residual, quantizer=quantizer,
@@ -122,6 +125,9 @@ class SerialLinear(wiring.Component):
         #: also the index of the largest output (ties: the lowest), found as the outputs complete
         #: one by one: one compare instead of a tournament over all of them
         self.argmax = bool(argmax)
+        #: max(x, 0) on each input as it is read: the network's ReLU before a mixing unit, once
+        #: per multiplier instead of once per input
+        self.relu = bool(relu)
         out_width = sum_bits if quantizer is None else quantizer.format.width
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": self.side_width}
         if residual is not None:
@@ -160,6 +166,7 @@ class SerialLinear(wiring.Component):
         wx, ww = self.in_width, self.w_width
         advance = Signal()
         finished = Signal()             # the output stage holds a vector's last output
+        done = Signal()                 # the output stage holds a completed output
 
         # Accept and issue: the input (latched, or read in place) and the counter n over the
         # interval.
@@ -188,7 +195,9 @@ class SerialLinear(wiring.Component):
             busy = self.i.valid
             m.d.comb += self.i.ready.eq(advance & free)
         issue = Signal()
-        m.d.comb += [advance.eq(~(finished & self.o.valid & ~self.o.ready)),
+        # each output goes straight into the output register as it completes, so the
+        # pipeline waits while an untaken vector is there (no second copy of the vector)
+        m.d.comb += [advance.eq(~(done & self.o.valid & ~self.o.ready)),
                      issue.eq(busy & ((n < total) if N > total else 1))]
         # (latched: the accept above restarts the counters instead)
         counting = advance & busy & (~(self.i.valid & self.i.ready) if self.latch else 1)
@@ -213,6 +222,9 @@ class SerialLinear(wiring.Component):
         chunk = [Cat(*(x[(kk * K + i) * wx:][:wx] for kk in range(F))) for i in range(K)]
         chunk = [wire(m, c.word_select(k, wx) if F > 1 else c, f"x_lane{i}", signed(wx))
                  for i, c in enumerate(chunk)]
+        if self.relu:
+            chunk = [wire(m, Mux(c < 0, 0, c), f"x_lane{i}_relu", signed(wx))
+                     for i, c in enumerate(chunk)]
         bias_width = signed_width(self.bias)
         a_x = [Signal(signed(wx), name=f"a_x_lane{i}") for i in range(K)]
         a = {name: Signal(shape, name=f"a_{name}") for name, shape in (
@@ -268,19 +280,16 @@ class SerialLinear(wiring.Component):
                 m.d.sync += acc.eq(start + terms[0] if terms else start)
         value = acc if self.quantizer is None else requantize(acc, self.frac, self.quantizer)
         value = wire(m, value, "y_value")
-        done = c["valid"] & c["last"]
-        m.d.comb += finished.eq(done & (c["output"] == out_count - 1))
-        buffer = [Signal.like(value, name=f"y{j}_done") for j in range(out_count - 1)]
+        m.d.comb += [done.eq(c["valid"] & c["last"]),
+                     finished.eq(done & (c["output"] == out_count - 1))]
         with m.If(advance & done):
-            for j, word in enumerate(buffer):
+            for j in range(out_count):
                 with m.If(c["output"] == j):
-                    m.d.sync += word.eq(value)
+                    m.d.sync += self.o.payload.y[j].eq(value)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(advance & finished):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.side.eq(c["side"]),
-                         *(self.o.payload.y[j].eq(word) for j, word in enumerate(buffer)),
-                         self.o.payload.y[out_count - 1].eq(value)]
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.side.eq(c["side"])]
         if self.argmax:
             # the running maximum: output 0 starts it, a later output replaces it only when
             # strictly greater, so ties go to the lowest index (numpy.argmax)
