@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from findings import MODELS      # the same S4D and S5 models as the findings
 from ssmgen.train.commands import POLAR_DECODED_BITS, train_model, widths_from_bits
 from ssmgen.train.tasks import TASKS, load_task
 
@@ -46,7 +47,6 @@ TARGETS = (
     ("2-bit weights, Abar polar, 8-bit state and activations",
      dict(weights=2, state=8, activations=8, abar=POLAR_DECODED_BITS), POLAR),
 )
-MODELS = {"s4d": dict(channels=32, modes=16), "s5": dict(channels=32, modes=64)}
 
 
 def log(msg):
@@ -65,7 +65,7 @@ def run(args) -> dict:
             # the first target of a seed trains the float model (or reuses it)
             init = float_ckpt if float_ckpt.exists() else None
             metrics = train_model(
-                task, out_dir=out, kind=args.kind, **MODELS[args.kind], epochs=args.epochs,
+                task, out_dir=out, **MODELS[args.kind], epochs=args.epochs,
                 qat_epochs=args.qat_epochs, seed=seed, widths=widths_from_bits(**bits),
                 init=init, progress=False, name=f"{args.task}_{args.kind}",
                 abar_form=abar_form)

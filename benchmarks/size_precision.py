@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lowbit_targets import POLAR   # the same polar Abar as the low-bit targets
 from ssmgen.golden.quantize import load_network
 from ssmgen.spec.config import load_config
 from ssmgen.train.commands import POLAR_DECODED_BITS, train_model, widths_from_bits
 from ssmgen.train.tasks import TASKS, load_task
 
 ROOT = Path(__file__).resolve().parent.parent
-POLAR = {"form": "polar", "rho_bits": 4, "theta_bits": 6}
 
 
 def log(msg):

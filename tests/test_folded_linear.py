@@ -123,13 +123,18 @@ def test_matches_reference_under_random_stalls(case_index):
     seed = SEED + case_index
     w, b, params = make_case(seed, **CASES[case_index])
     dut = FoldedLinear(w, b, **params)
-    beats = random_beats(random.Random(seed), w, params, 25)
+    check_under_stalls(dut, w, b, params, random_beats(random.Random(seed), w, params, 25),
+                       f"case {case_index} (seed {seed})", seed)
+
+
+def check_under_stalls(dut, w, b, params, beats, label: str, seed: int) -> None:
+    """Random idle input cycles and back-pressure: every beat comes out once, in order, equal to
+    the exact reference, with its side bits (shared with test_serial_linear)."""
     received, _, _ = simulate(dut, beats, seed=seed, idle=0.3, stall=0.5)
-    assert len(received) == len(beats), f"case {case_index} (seed {seed}): {len(received)} " \
-                                        f"of {len(beats)} beats came out"
+    assert len(received) == len(beats), f"{label}: {len(received)} of {len(beats)} beats came out"
     for n, ((x, r, side), (y, got_side)) in enumerate(zip(beats, received)):
         want = reference(w, b, params, x, r)
-        assert (y, got_side) == (want, side), f"case {case_index} (seed {seed}), beat {n}"
+        assert (y, got_side) == (want, side), f"{label}, beat {n}"
 
 
 @pytest.mark.parametrize("case_index", range(len(CASES)))

@@ -136,6 +136,18 @@ def request_script(model, max_batch, seed, *, random_requests=14):
     return script
 
 
+def replay(board, reference, script, label: str) -> None:
+    """Each request of ``script`` to the simulated board and to the reference device: the board
+    answers with exactly the reference's bytes (shared with the network link's tests)."""
+    for index, request in enumerate(script):
+        expected = b"".join(reference.receive(request))
+        board.write(request)
+        got = board.read(0.0)
+        assert got == expected, (f"{label}, request #{index} {request.hex(' ')} "
+                                 f"(cycle {board.cycles}):\n  RTL       {got.hex(' ')}\n"
+                                 f"  reference {expected.hex(' ')}")
+
+
 @pytest.mark.parametrize("name,max_batch,random_requests",
                          [("s4d_tiny", 3, 14), ("s4d_wide", 2, 3), ("s5_small", 2, 3)])
 def test_rtl_answers_like_reference_device(models, name, max_batch, random_requests):
@@ -146,13 +158,7 @@ def test_rtl_answers_like_reference_device(models, name, max_batch, random_reque
     assert board.core.link.rx_max == reference.rx_max
     try:
         script = request_script(model, max_batch, seed, random_requests=random_requests)
-        for index, request in enumerate(script):
-            expected = b"".join(reference.receive(request))
-            board.write(request)
-            got = board.read(0.0)
-            assert got == expected, (f"{name} seed {seed}, request #{index} {request.hex(' ')} "
-                                     f"(cycle {board.cycles}):\n  RTL       {got.hex(' ')}\n"
-                                     f"  reference {expected.hex(' ')}")
+        replay(board, reference, script, f"{name} seed {seed}")
         assert board.steps_applied == reference.steps_applied, f"seed {seed}"
         assert board.framing_errors == 0
     finally:

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 import tomli_w
 from amaranth.hdl import Fragment
-from test_link_rtl import FAULT_CASES, LINK_CONFIGS, raw_frame
+from test_link_rtl import FAULT_CASES, LINK_CONFIGS, raw_frame, replay
+from test_sw_driver import request
 
 from ssmgen.cli import main
 from ssmgen.design import Design
@@ -100,12 +101,6 @@ def random_sequences(net, batch, seed):
 def golden(net, u_int):
     logits = run_integer_network(net, u_int)
     return predict(logits), logits
-
-
-def request(device, cmd, seq, payload=b""):
-    responses = device.receive(P.encode_frame(cmd, seq, payload))
-    assert len(responses) <= 1
-    return P.decode_frame(responses[0][1:-1]) if responses else None
 
 
 # --- protocol ---------------------------------------------------------------------------------
@@ -365,13 +360,7 @@ def test_rtl_answers_like_reference_device(nets, name, max_batch, random_request
     assert board.core.link.rx_max == reference.rx_max
     try:
         script = network_script(net, max_batch, seed, random_requests=random_requests)
-        for index, request_bytes in enumerate(script):
-            expected = b"".join(reference.receive(request_bytes))
-            board.write(request_bytes)
-            got = board.read(0.0)
-            assert got == expected, (f"{name} seed {seed}, request #{index} "
-                                     f"{request_bytes.hex(' ')} (cycle {board.cycles}):\n"
-                                     f"  RTL       {got.hex(' ')}\n  reference {expected.hex(' ')}")
+        replay(board, reference, script, f"{name} seed {seed}")
         assert board.steps_applied == reference.steps_applied, f"seed {seed}"
         assert reference.nacks["BAD_OFFSET"] >= 1 and board.framing_errors == 0
     finally:

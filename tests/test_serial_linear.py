@@ -12,7 +12,8 @@ import random
 import numpy as np
 import pytest
 from stream_sim import stream_through
-from test_folded_linear import SEED, make_case, random_beats, reference, simulate
+from test_folded_linear import (SEED, check_under_stalls, make_case, random_beats, reference,
+                                simulate)
 
 from ssmgen.hw.datapath.serial_linear import SerialLinear
 
@@ -45,13 +46,8 @@ def _unit(case_index, seed, **extra):
 def test_matches_reference_under_random_stalls(case_index, latch, dsp_products):
     seed = SEED + 200 + case_index
     w, b, params, dut = _unit(case_index, seed, dsp_products=dsp_products, latch=latch)
-    beats = random_beats(random.Random(seed), w, params, 12)
-    received, _, _ = simulate(dut, beats, seed=seed, idle=0.3, stall=0.5)
-    assert len(received) == len(beats), f"case {case_index} (seed {seed}): {len(received)} " \
-                                        f"of {len(beats)} beats came out"
-    for n, ((x, r, side), (y, got_side)) in enumerate(zip(beats, received)):
-        want = reference(w, b, params, x, r)
-        assert (y, got_side) == (want, side), f"case {case_index} (seed {seed}), beat {n}"
+    check_under_stalls(dut, w, b, params, random_beats(random.Random(seed), w, params, 12),
+                       f"case {case_index} (seed {seed})", seed)
     if dsp_products == 0:
         assert dut.products == [] and len(dut.product_costs) > 0
 

@@ -83,8 +83,7 @@ class LinkController(wiring.Component):
         self.step_bytes = 1 + H * self.input_bytes              # flags + H samples
         #: payload bytes of the largest response (READ_DATA of max_batch timesteps, or IDENTIFY)
         self.largest_response = max(IDENTIFY_STRUCT.size, 1 + max_batch * H * self.output_bytes)
-        largest = max(stream_payload_size(max_batch, H, self.input_width),
-                      1 + max_batch * H * self.output_bytes)
+        largest = max(stream_payload_size(max_batch, H, self.input_width), self.largest_response)
         check_payload_limit(largest, max_batch)
         #: largest valid request, decoded (the frame RAM's size)
         self.frame_bytes = MIN_FRAME + stream_payload_size(max_batch, H, self.input_width)
