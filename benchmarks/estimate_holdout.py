@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import random
 import re
@@ -68,12 +69,19 @@ HOLDOUT_SEED_2 = 0x401D1
 #: the calibration set: part of ``--fit``; different seeds, so no design of it is held out
 CALIBRATION_SEED = 0xCA11B
 CALIBRATION_SEED_2 = 0xCA11C
-#: per set, its batches: (seed, name prefix, single layers, whole networks)
-BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4), (HOLDOUT_SEED_2, "hol2", 0, 4)],
-           "calibration": [(CALIBRATION_SEED, "cal", 16, 6), (CALIBRATION_SEED_2, "cal2", 16, 2)]}
+#: block-RAM designs (``hardware.storage = "memory"``, states and per-state weights in memories)
+HOLDOUT_MEMORY_SEED = 0x401D2
+CALIBRATION_MEMORY_SEED = 0xCA11D
+#: per set, its batches: (seed, name prefix, single layers, whole networks, storage)
+BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4, "registers"),
+                       (HOLDOUT_SEED_2, "hol2", 0, 4, "registers"),
+                       (HOLDOUT_MEMORY_SEED, "holm", 8, 4, "memory")],
+           "calibration": [(CALIBRATION_SEED, "cal", 16, 6, "registers"),
+                           (CALIBRATION_SEED_2, "cal2", 16, 2, "registers"),
+                           (CALIBRATION_MEMORY_SEED, "calm", 10, 4, "memory")]}
 TARGETS = ["ice40-up5k", "ecp5-25k"]
 TOLERANCE = 0.15
-RESOURCES = ("luts", "ffs", "dsps")
+RESOURCES = ("luts", "ffs", "dsps", "brams")
 #: weight in the fit of the runs docs/synthesis.md promises within the tolerance (the examples,
 #: the built-in default, the CI baselines; tests/test_estimate.py checks them) against 1 for the rest
 PROMISED_WEIGHT = 5.0
@@ -87,22 +95,32 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _folded_lanes(rng: random.Random, states: int, storage: str) -> int:
+    """Lanes for ``states``: any divisor for register storage; for memory storage at most 4 (the
+    few-lanes designs memories are for; Yosys in seconds) that leave at least 2 groups (a memory
+    of one word is kept in registers)."""
+    return rng.choice([d for d in _divisors(states)
+                       if storage != "memory" or (d <= 4 and states // d >= 2)])
+
+
 def _loop_stages(rng: random.Random, states: int, lanes: int):
     groups = states // lanes
     return "auto" if rng.random() < 0.5 else rng.randint(1, min(groups, 7))
 
 
-def random_layer_config(rng: random.Random, name: str) -> dict:
+def random_layer_config(rng: random.Random, name: str, storage: str = "registers") -> dict:
     """A random single-layer config (TOML structure) of modest size (Yosys in seconds); the
-    caller resamples when validation rejects it."""
+    caller resamples when validation rejects it. ``storage = "memory"``: more states (up to
+    128), folded, kept in block RAM."""
     kind = rng.choice(["s4d", "s5"])
     channels = rng.randint(1, 3)
+    memory = storage == "memory"
     if kind == "s4d":
-        size = 2 * rng.randint(1, 3)                    # N; P = H * N / 2
+        size = 2 * rng.randint(2 if memory else 1, 32 if memory else 3)    # N; P = H * N / 2
         states = channels * size // 2
     else:
-        size = states = rng.randint(2, 8)
-    lanes = rng.choice(_divisors(states))
+        size = states = rng.randint(4, 96) if memory else rng.randint(2, 8)
+    lanes = _folded_lanes(rng, states, storage)
     polar = rng.random() < 0.2
     abar_width = rng.randint(12, 16) if polar else rng.randint(3, 16)
     state_width = rng.randint(5, 20)
@@ -137,20 +155,22 @@ def random_layer_config(rng: random.Random, name: str) -> dict:
         rounding=rng.choice(ROUNDINGS), overflow=rng.choice(OVERFLOWS),
         per_component=per_component or None, complex_multipliers=rng.choice([3, 4]),
         seed=rng.randint(0, 1 << 16), dt=(0.001, 0.02) if polar else (0.01, 0.1),
-        loop_stages=_loop_stages(rng, states, lanes), **extra)
+        loop_stages=_loop_stages(rng, states, lanes), storage=storage if memory else None, **extra)
 
 
-def random_network_config(rng: random.Random, name: str) -> dict:
+def random_network_config(rng: random.Random, name: str, storage: str = "registers") -> dict:
     """A random small whole-network config (TOML structure; its weights come from
-    :func:`network_weights`)."""
+    :func:`network_weights`). ``storage = "memory"``: more modes per channel, folded layers
+    in block RAM."""
     def q(lo=4, hi=12, int_lo=-2, int_hi=4, overflow=None):
         width = rng.randint(lo, hi)
         return {"format": f"fixed<{width},{rng.randint(int_lo, min(int_hi, width))}>",
                 "rounding": rng.choice(ROUNDINGS), "overflow": overflow or rng.choice(OVERFLOWS)}
     kind = rng.choice(["s4d", "s5"])
     channels = rng.randint(1, 4)
-    modes = rng.randint(1, 2)
-    states = channels * modes if kind == "s4d" else rng.randint(2, 4)
+    memory = storage == "memory"
+    modes = rng.randint(2, 8) if memory else rng.randint(1, 2)
+    states = channels * modes if kind == "s4d" else rng.randint(*((4, 32) if memory else (2, 4)))
     layers = rng.randint(1, 2)
     model = {"kind": kind, "channels": channels}
     model["state_size" if kind == "s4d" else "states"] = 2 * modes if kind == "s4d" else states
@@ -160,7 +180,7 @@ def random_network_config(rng: random.Random, name: str) -> dict:
         abar.update(format=f"fixed<{rng.randint(12, 16)},1>", form="polar",
                     rho_bits=rng.randint(3, 6), theta_bits=rng.randint(5, 8))
     state = q(8, 14, 1, 5)
-    lanes = rng.choice(_divisors(states))
+    lanes = _folded_lanes(rng, states, storage)
     data = {
         "name": name, "model": model,
         "weights": {"source": "file", "file": "w.npz"},
@@ -176,7 +196,8 @@ def random_network_config(rng: random.Random, name: str) -> dict:
                               "decoder": q(4, 10, 0, 2, "saturate"),
                               "decoder_bias": q(4, 10, 0, 2, "saturate")}},
         "hardware": {"lanes": lanes, "complex_multipliers": rng.choice([3, 4]),
-                     "loop_stages": _loop_stages(rng, states, lanes)},
+                     "loop_stages": _loop_stages(rng, states, lanes),
+                     **({"storage": storage} if memory else {})},
     }
     if rng.random() < 0.3:
         data["network"]["quant"]["logits"] = q(6, 12, 1, 4)
@@ -201,12 +222,13 @@ def generate(which: str) -> list[dict]:
     entries {"name", "kind", "config"[, "weights_seed"]}; a draw that validation rejects is drawn
     again."""
     entries = []
-    for seed, prefix, layers, networks in BATCHES[which]:
-        entries += _generate_batch(seed, prefix, layers, networks)
+    for seed, prefix, layers, networks, storage in BATCHES[which]:
+        entries += _generate_batch(seed, prefix, layers, networks, storage)
     return entries
 
 
-def _generate_batch(seed: int, prefix: str, layers: int, networks: int) -> list[dict]:
+def _generate_batch(seed: int, prefix: str, layers: int, networks: int,
+                    storage: str) -> list[dict]:
     rng = random.Random(seed)
     entries = []
     for kind, count in (("layer", layers), ("network", networks)):
@@ -214,9 +236,11 @@ def _generate_batch(seed: int, prefix: str, layers: int, networks: int) -> list[
             name = f"{prefix}_{kind}{i}"
             for _ in range(50):
                 if kind == "layer":
-                    entry = {"name": name, "kind": kind, "config": random_layer_config(rng, name)}
+                    entry = {"name": name, "kind": kind,
+                             "config": random_layer_config(rng, name, storage)}
                 else:
-                    entry = {"name": name, "kind": kind, "config": random_network_config(rng, name),
+                    entry = {"name": name, "kind": kind,
+                             "config": random_network_config(rng, name, storage),
                              "weights_seed": rng.randint(0, 1 << 30)}
                 try:
                     design_of(entry)
@@ -250,6 +274,7 @@ def _errors(entries: list[dict], runs: list[dict]) -> list[dict]:
         est = estimate(designs[entry["name"]], run["target"])
         measured = run["accelerator"]
         rows.append({"name": run["name"], "target": run["target"], "kind": entry["kind"],
+                     "storage": designs[entry["name"]].config.hardware.storage,
                      "family": ALL_TARGETS[run["target"]].family,
                      "estimate": {r: est[r] for r in RESOURCES}, "measured": measured,
                      "error": {r: (est[r] - measured[r]) / max(measured[r], 1) for r in RESOURCES}})
@@ -257,39 +282,41 @@ def _errors(entries: list[dict], runs: list[dict]) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """{(family, kind): {resource: {median, worst, under, over, within, n}, "dsp_exact": k}}:
-    median and worst |relative error|, the worst under- (<= 0) and over-estimation (>= 0), the
-    share within the tolerance."""
+    """{(family, kind, storage): {resource: {median, worst, under, over, within, n},
+    "dsp_exact": k}}: median and worst |relative error|, the worst under- (<= 0) and
+    over-estimation (>= 0), the share within the tolerance."""
     out = {}
-    for family in ("ice40", "ecp5"):
-        for kind in ("layer", "network"):
-            chosen = [r for r in rows if r["family"] == family and r["kind"] == kind]
-            if not chosen:
-                continue
-            stats = {}
-            for resource in RESOURCES:
-                errs = [r["error"][resource] for r in chosen]
-                worst = max(errs, key=abs)
-                stats[resource] = {
-                    "median": statistics.median(abs(e) for e in errs), "worst": worst,
-                    "under": min(0.0, min(errs)), "over": max(0.0, max(errs)),
-                    "within": sum(abs(e) <= (0 if resource == "dsps" else TOLERANCE)
-                                  for e in errs) / len(errs), "n": len(errs)}
-            stats["dsp_exact"] = sum(r["estimate"]["dsps"] == r["measured"]["dsps"] for r in chosen)
-            out[family, kind] = stats
+    for family, kind, storage in itertools.product(("ice40", "ecp5"), ("layer", "network"),
+                                                   ("registers", "memory")):
+        chosen = [r for r in rows if (r["family"], r["kind"], r["storage"])
+                  == (family, kind, storage)]
+        if not chosen:
+            continue
+        stats = {}
+        for resource in RESOURCES:
+            errs = [r["error"][resource] for r in chosen]
+            worst = max(errs, key=abs)
+            stats[resource] = {
+                "median": statistics.median(abs(e) for e in errs), "worst": worst,
+                "under": min(0.0, min(errs)), "over": max(0.0, max(errs)),
+                "within": sum(abs(e) <= (0 if resource == "dsps" else TOLERANCE)
+                              for e in errs) / len(errs), "n": len(errs)}
+        stats["dsp_exact"] = sum(r["estimate"]["dsps"] == r["measured"]["dsps"] for r in chosen)
+        out[family, kind, storage] = stats
     return out
 
 
 def print_table(rows: list[dict], title: str) -> dict:
     summary = summarize(rows)
     print(f"\n{title}: relative error (estimate - Yosys) / Yosys")
-    print(f"{'family':7s} {'designs':9s} {'resource':8s} {'runs':>4s} {'median':>7s} {'worst':>7s} "
-          f"{'within 15%':>11s}  DSP exact   (dsps: 'within' = exact)")
-    for (family, kind), stats in summary.items():
+    print(f"{'family':7s} {'designs':9s} {'storage':9s} {'resource':8s} {'runs':>4s} {'median':>7s} "
+          f"{'worst':>7s} {'within 15%':>11s}  DSP exact   (dsps: 'within' = exact)")
+    for (family, kind, storage), stats in summary.items():
         for resource in RESOURCES:
             s = stats[resource]
             exact = f"{stats['dsp_exact']}/{s['n']}" if resource == "dsps" else ""
-            print(f"{family:7s} {kind + 's':9s} {resource:8s} {s['n']:4d} {100 * s['median']:6.1f}% "
+            print(f"{family:7s} {kind + 's':9s} {storage:9s} {resource:8s} {s['n']:4d} "
+                  f"{100 * s['median']:6.1f}% "
                   f"{100 * s['worst']:+6.1f}% {100 * s['within']:10.0f}%  {exact}")
     return summary
 
@@ -302,7 +329,8 @@ def _print_runs(rows: list[dict]) -> None:
 
 
 def _bounds(summary: dict) -> dict:
-    """{(family, kind): {resource: (worst under, worst over)}}, rounded outwards to 0.1%."""
+    """{(family, kind, storage): {resource: (worst under, worst over)}}, rounded outwards to
+    0.1%."""
     def out(x, up):
         return float(np.ceil(x * 1000) / 1000) if up else float(np.floor(x * 1000) / 1000)
     return {key: {r: (out(stats[r]["under"], False), out(stats[r]["over"], True))
@@ -322,12 +350,12 @@ def write_bounds(summary: dict) -> None:
              f"its held-out set",
              f"#: ({sum(runs.values())} Yosys runs, tests/baselines/estimate_holdout.json), which "
              "no fit uses: per",
-             "#: (family, kind) and resource the worst relative under- and over-estimation",
+             "#: (family, kind, storage) and resource the worst relative under- and over-estimation",
              "#: (estimate - Yosys) / Yosys, rounded outwards.",
              "_HOLDOUT_BOUNDS = {"]
-    for (family, kind), per in bounds.items():
+    for key, per in bounds.items():
         inner = ", ".join(f'"{r}": ({lo}, {hi})' for r, (lo, hi) in per.items())
-        lines.append(f'    ("{family}", "{kind}"): {{{inner}}},  # {runs[family, kind]} runs')
+        lines.append(f'    {json.dumps(key)[1:-1].join("()")}: {{{inner}}},  # {runs[key]} runs')
     lines += ["}", _BOUNDS_END]
     text = ESTIMATE_FILE.read_text()
     pattern = re.compile(re.escape(_BOUNDS_START) + ".*?" + re.escape(_BOUNDS_END), re.S)

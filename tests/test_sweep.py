@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -68,6 +69,8 @@ steps = 48
     ({"quality": {"test_subset": 5}}, "quality: unknown key(s) test_subset for a layer base"),
     ({"base": {"config": "missing.toml"}}, "base.config:"),
     ({"base": {}}, "base: give exactly one of base.config"),
+    ({"training": {"qat_epochs": 1}}, "training: applies to a MODEL_DIR base"),
+    ({"axes": {"states": [0]}}, "axes.states: 0 is not allowed"),
 ])
 def test_bad_sweep_files_name_the_field(edit, message, tmp_path):
     data = {"base": {"config": str(UP5K)}, "axes": {"width": [8]}}
@@ -149,21 +152,21 @@ def test_staged_sweep_caches_and_prunes_only_what_cannot_fit(tmp_path):
     assert strip(again["points"]) == strip(rows)
 
 
-def test_memory_designs_are_bounded_by_their_dsps_only():
-    """The estimate's LUT/FF/BRAM error is measured on register designs only: a block-RAM
-    design's LUTs, FFs and BRAMs are left unbounded (never pruned by them), its DSPs exact."""
+def test_memory_designs_are_bounded_by_their_own_held_out_errors():
+    """A block-RAM design's intervals come from the held-out block-RAM designs' errors (not the
+    register designs'): Yosys's count lies in [est / (1 + over), est / (1 + under)]; DSPs exact."""
     from ssmgen.sweep.runner import Point, _estimate_bounds
+    from ssmgen.synth.estimate import error_bounds
     est = {"luts": 9000, "ffs": 9000, "dsps": 20, "brams": 40, "cycles_per_timestep": 64,
-           "latency_cycles": 80, "kind": "network"}
-    bounds = {}
+           "latency_cycles": 80, "kind": "layer"}
     for storage in ("registers", "memory"):
         point = Point(0, {"target": "ice40-up5k"}, {}, estimate=dict(est, storage=storage))
         _estimate_bounds(point)
-        bounds[storage] = point.bounds
-    assert bounds["registers"]["luts"].lo > 5280 and bounds["registers"]["brams"].lo == 40
-    for resource in ("luts", "ffs", "brams"):
-        assert (bounds["memory"][resource].lo, bounds["memory"][resource].hi) == (0, float("inf"))
-    assert bounds["memory"]["dsps"].lo == bounds["memory"]["dsps"].hi == 20
+        for resource, (under, over) in error_bounds("ice40", "layer", storage).items():
+            interval = point.bounds[resource]
+            assert interval.lo == math.floor(est[resource] / (1 + over))
+            assert interval.hi == math.ceil(est[resource] / (1 + under))
+        assert point.bounds["dsps"].lo == point.bounds["dsps"].hi == 20
 
 
 def test_pareto_set_is_non_dominated_and_complete():

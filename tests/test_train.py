@@ -8,6 +8,8 @@ These tests need the [train] extra (CI installs torch==2.13.0); sizes are tiny (
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,6 +428,78 @@ test_subset = 40
     logits = design.reference(design.quantize_input(task.x_test))
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == task.y_test))
     assert accuracy == rows[(8, 10)]["quality"]
+
+
+def test_sweep_trains_its_points(model_dir, tmp_path):
+    """`[training]` and size axes over a MODEL_DIR: each point is trained (QAT from the base's
+    float model at its widths; a new size from scratch), once per model (points that differ in
+    hardware only share it); its config is the trained model's, its accuracy the golden
+    network's on those weights; a rerun trains nothing, and a deleted model is trained again.
+    Bad training settings name the field before any work."""
+    from ssmgen.spec.config import load_config as load
+    from ssmgen.sweep.config import load_sweep
+    from ssmgen.sweep.runner import run_sweep
+    from ssmgen.train.tasks import load_task
+    sweep_file = tmp_path / "sweep.toml"
+    text = f'''
+[base]
+model = "{model_dir}"
+[axes]
+width = [4, 8]
+channels = [4, 2]
+lanes = [1, 2]
+[constraints]
+fit_device = false
+[strategy]
+synthesize = "none"
+[quality]
+test_subset = 40
+[training]
+qat_epochs = 1
+epochs = 1
+'''
+    sweep_file.write_text(text)
+
+    def sweep():
+        return run_sweep(load_sweep(sweep_file), tmp_path / "out", workers=1,
+                         show_progress=False, say=lambda _: None)
+    results = sweep()
+    rows = results["points"]
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    models = {(r["axis.width"], r["axis.channels"]): r["model_dir"] for r in rows}
+    assert len(set(models.values())) == 4          # lanes do not change the trained model
+    task = load_task("sdigits").subset(None, 40)
+    for row in rows:
+        config = row["config"]
+        assert config["model"]["channels"] == row["axis.channels"]
+        assert config["hardware"]["lanes"] == row["axis.lanes"]
+        assert config["quant"]["bbar"]["format"].startswith(f"fixed<{row['axis.width']},")
+        assert Path(config["weights"]["file"]).parent == tmp_path / "out" / row["model_dir"]
+        design = Design.from_config(load(tmp_path / "out" / row["model_dir"] / "config.toml"))
+        logits = design.reference(design.quantize_input(task.x_test))
+        assert float(np.mean(np.argmax(logits, axis=-1) == task.y_test)) == row["quality"]
+    trained = {m: (tmp_path / "out" / m / "weights.npz").stat().st_mtime_ns
+               for m in set(models.values())}
+    again = sweep()
+    assert [r["quality"] for r in again["points"]] == [r["quality"] for r in rows]
+    assert all((tmp_path / "out" / m / "weights.npz").stat().st_mtime_ns == t
+               for m, t in trained.items())
+    shutil.rmtree(tmp_path / "out" / models[(4, 2)])
+    third = sweep()
+    assert (tmp_path / "out" / models[(4, 2)] / "config.toml").is_file()
+    assert [r["quality"] for r in third["points"]] == [r["quality"] for r in rows]
+
+    sweep_file.write_text(text.replace("channels = [4, 2]", "states = [3]"))
+    with pytest.raises(ConfigError, match="axes.states: 3 is not allowed for an s4d model"):
+        sweep()
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    old = tmp_path / "old_model"
+    shutil.copytree(model_dir, old)
+    del metrics["hyper"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    sweep_file.write_text(text.replace(str(model_dir), str(old)).replace("\nepochs = 1\n", "\n"))
+    with pytest.raises(ConfigError, match="training.qat_lr: .* does not record it"):
+        sweep()
 
 
 # --- noise injection (train/noise.py) and the mnist1d task ---------------------------------------

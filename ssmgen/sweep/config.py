@@ -25,8 +25,10 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     storage = ["memory", "registers"]  # hardware.storage: block RAM or flip-flops
     dsp_products = ["all", 8]         # hardware.dsp_products: the DSP budget
     target = ["ice40-up5k", "ecp5-85k"]   # default: ["ice40-up5k"]
-    # states = [8, 16]; channels = [2, 4]    # layer base with random weights only: any other
-                                          # base would need a model trained per point
+    states = [16, 32]                 # model.state_size (s4d: N, P = H N / 2) or model.states
+    channels = [16, 32]               # (s5); and H. Costly over a MODEL_DIR: every size is
+                                      # trained anew ([training]); a layer base with a weights
+                                      # file cannot change size (random weights can)
 
     [objectives]                      # what the Pareto front trades off
     names = ["quality", "luts", "dsps"]   # quality (maximized: accuracy, or SNR in dB for a
@@ -58,6 +60,13 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     # weights = "final"               # model: "final" (weights.npz, after QAT) or "float"
     # calib_samples = 512             # model: training samples that calibrate the formats
 
+    [training]                        # model base only: training per point (costly; every
+    qat_epochs = 2                    # trained model is cached under output/models/). QAT of
+                                      # each point at its widths from the base's float model
+                                      # (default 0: post-training quantization, no training)
+    # epochs = 40                     # float epochs of a point whose size differs from the base
+    # lr, qat_lr, batch_size, dropout, seed: default the base's own (metrics.json "hyper")
+
 Every error names the field and what is allowed, and the sweep checks every point's config
 before any work starts.
 """
@@ -78,7 +87,8 @@ from ..synth.targets import TARGETS
 
 __all__ = ["SweepConfig", "Base", "Constraints", "Strategy", "Quality", "load_sweep",
            "parse_sweep", "OBJECTIVES", "RESOURCES", "LAYER_COMPONENTS", "NETWORK_GROUPS",
-           "PER_LAYER_COMPONENTS", "STRATEGIES", "SYNTHESIZE", "per_layer_axis"]
+           "PER_LAYER_COMPONENTS", "STRATEGIES", "SYNTHESIZE", "per_layer_axis", "Training",
+           "COSTLY_AXES", "HARDWARE_AXES"]
 
 #: Objective -> direction.
 OBJECTIVES = {"quality": "max", "luts": "min", "ffs": "min", "dsps": "min", "brams": "min",
@@ -97,6 +107,9 @@ _PLAIN_AXES = ("abar_form", "rho_bits", "theta_bits", "lanes", "complex_multipli
                "loop_stages", "storage", "dsp_products", "target", "states", "channels")
 #: Axes that change the model's size: they need a model per point.
 COSTLY_AXES = ("states", "channels")
+#: Axes that change only the hardware (and where it is built): never what a model learns.
+HARDWARE_AXES = ("lanes", "complex_multipliers", "loop_stages", "storage", "dsp_products",
+                 "target")
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,19 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Training:
+    """``[training]``: how points over a MODEL_DIR are trained. ``None``: the base's own
+    setting (metrics.json)."""
+    qat_epochs: int = 0
+    epochs: int | None = None
+    lr: float | None = None
+    qat_lr: float | None = None
+    batch_size: int | None = None
+    dropout: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     path: Path                        #: the sweep file (relative paths start at its folder)
@@ -142,6 +168,7 @@ class SweepConfig:
     constraints: Constraints
     strategy: Strategy
     quality: Quality
+    training: Training = Training()
     source: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -227,10 +254,6 @@ def _axis(table: dict, axis: str, base: Base) -> tuple:
             if v not in TARGETS:
                 raise ConfigError(f"{where}: {v!r} is not allowed; allowed: {', '.join(TARGETS)}")
     elif axis in COSTLY_AXES:
-        if base.kind != "layer":
-            raise ConfigError(f"{where}: changes the model's size, so every point would need a "
-                              f"model trained for it; a sweep over a trained MODEL_DIR does not "
-                              f"train (use a single-layer base with random weights)")
         _ints(values, where, 1, 4096)
     else:
         raise ConfigError(f"axes.{axis}: unknown axis; allowed: width, width.<component>, "
@@ -346,6 +369,27 @@ def _quality(table, base: Base, folder: Path) -> Quality:
                    int_field(table, "calib_samples", where, lo=1, default=512))
 
 
+def _training(table, base: Base) -> Training:
+    where = "training"
+    if table and base.kind != "model":
+        raise ConfigError(f"{where}: applies to a MODEL_DIR base (base.model) only")
+    reject_unknown(table, ("qat_epochs", "epochs", "lr", "qat_lr", "batch_size", "dropout",
+                           "seed"), where)
+    rate = {key: _number(table, key, where, 0) for key in ("lr", "qat_lr")}
+    for key, value in rate.items():
+        if value is not None and not 0 < value <= 1:
+            raise ConfigError(f"{where}.{key}: must be in (0, 1], not {value!r}")
+    dropout = _number(table, "dropout", where, 0)
+    if dropout is not None and dropout >= 1:
+        raise ConfigError(f"{where}.dropout: must be in [0, 1), not {dropout!r}")
+
+    def optional(key, lo, hi):
+        return int_field(table, key, where, lo=lo, hi=hi) if key in table else None
+    return Training(int_field(table, "qat_epochs", where, lo=0, hi=1000, default=0),
+                    optional("epochs", 1, 100000), rate["lr"], rate["qat_lr"],
+                    optional("batch_size", 1, 1 << 16), dropout, optional("seed", 0, 1 << 31))
+
+
 def parse_sweep(data: dict, *, path: Path) -> SweepConfig:
     """Validate a sweep file already read into a dict; ``path``: the file (for relative paths
     and the default name)."""
@@ -353,7 +397,7 @@ def parse_sweep(data: dict, *, path: Path) -> SweepConfig:
     folder = path.parent
     expect_table(data, "sweep")
     reject_unknown(data, ("name", "base", "axes", "objectives", "constraints", "strategy",
-                          "quality"), "sweep")
+                          "quality", "training"), "sweep")
     name = data.get("name", path.stem.replace("-", "_"))
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"name: must be an identifier (letters, digits, _), not {name!r}")
@@ -373,6 +417,7 @@ def parse_sweep(data: dict, *, path: Path) -> SweepConfig:
                        _constraints(expect_table(data.get("constraints", {}), "constraints")),
                        strategy,
                        _quality(expect_table(data.get("quality", {}), "quality"), base, folder),
+                       _training(expect_table(data.get("training", {}), "training"), base),
                        source=data)
 
 

@@ -20,7 +20,7 @@ __all__ = ["write_outputs", "export_design", "CSV_COLUMNS", "PLOTS"]
 CSV_COLUMNS = ("status", "feasible", "feasible_from", "pareto", "fit", "quality",
                "quality_metric", "max_abs_error", "luts", "ffs", "dsps", "brams", "figures_from",
                "fmax_mhz", "timesteps_per_s", "cycles_per_timestep", "latency_cycles",
-               "latency_us", "model_hash", "reason")
+               "latency_us", "model_hash", "float_accuracy", "model_dir", "reason")
 #: Plot file -> (x figure, x label): quality against each.
 PLOTS = {"quality_vs_luts.png": ("luts", "LUT4"), "quality_vs_dsps.png": ("dsps", "DSP blocks"),
          "quality_vs_brams.png": ("brams", "block RAMs"),

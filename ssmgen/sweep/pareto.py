@@ -18,34 +18,24 @@ from ..synth.estimate import error_bounds
 from .config import OBJECTIVES
 
 __all__ = ["Interval", "dominates", "pareto_front", "surely_dominated", "FMAX_CEILING_HZ",
-           "estimate_error", "UNVALIDATED_FOR_MEMORY"]
+           "estimate_error"]
 
 #: No design of ours clocks faster than this on the family (iCE40 UP5K logic tops out near
 #: 100 MHz, ECP5 near 400 MHz): the bound behind every rate decision taken before synthesis.
 FMAX_CEILING_HZ = {"ice40": 200e6, "ecp5": 500e6}
 
 
-#: What the estimate's error bounds do not cover for a design with block-RAM storage: its
-#: LUT/FF model was fitted and validated on register designs only, and it misses memory designs
-#: by -44% to +116% (docs/synthesis.md), its block RAM count by up to 4 blocks. Such a point's
-#: figures are left unbounded (never pruned by them, never surely dominated by them) until
-#: memory designs join the held-out set; its DSP count stays exact.
-UNVALIDATED_FOR_MEMORY = ("luts", "ffs", "brams")
-
-
 def estimate_error(family: str, kind: str, storage: str = "registers") -> dict:
     """resource -> (worst under-, worst over-estimation) of the analytic estimate, relative
-    ((estimate - Yosys) / Yosys), as measured out of sample (``synth.estimate.error_bounds``),
-    or None where no measured bound applies (see :data:`UNVALIDATED_FOR_MEMORY`).
-    A network's LUTs and FFs take the wider of the layer and the network bounds: the network
+    ((estimate - Yosys) / Yosys), as measured out of sample (``synth.estimate.error_bounds``)
+    on held-out designs of the same family and storage (registers, or block RAM).
+    A network's figures take the wider of the layer and the network bounds: the network
     bounds come from a few small networks, and a large network is mostly its layers."""
-    bounds = error_bounds(family, "layer")
+    bounds = error_bounds(family, "layer", storage)
     if kind == "network":
-        network = error_bounds(family, "network")
+        network = error_bounds(family, "network", storage)
         bounds = {r: (min(bounds[r][0], network[r][0]), max(bounds[r][1], network[r][1]))
                   for r in bounds}
-    if storage == "memory":
-        bounds.update(dict.fromkeys(UNVALIDATED_FOR_MEMORY))
     return bounds
 
 

@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..golden.quantize import load_quantized, quantize_network
 from ..spec.config import parse_config
 from ..spec.errors import ConfigError
 from ..spec.formats import FixedFormat
 from ..spec.weights import load_network_npz
-from .config import LAYER_COMPONENTS, NETWORK_GROUPS, SweepConfig, per_layer_axis
+from .config import (COSTLY_AXES, LAYER_COMPONENTS, NETWORK_GROUPS, SweepConfig, Training,
+                     per_layer_axis)
 
 __all__ = ["grid_points", "random_points", "point_label", "LayerBase", "ModelBase", "load_base",
-           "content_hash", "file_hash"]
+           "apply_layer_widths", "content_hash", "file_hash"]
 
 #: Mantissa bits of a polar Abar when an axis does not say (``ssmgen train``'s defaults), and
 #: the decoded width of a polar Abar whose base is Cartesian.
@@ -115,6 +117,11 @@ class LayerBase:
         w = self.config.weights
         return {"weights": file_hash(str(w.path)) if w.source == "file" else "random"}
 
+    def check(self, values: dict, data: dict) -> None:
+        """Validate and quantize the point's config (ConfigError / ValueError naming the
+        field), the int64 proof included."""
+        load_quantized(parse_config(data, base_dir="."))
+
     def config_data(self, values: dict) -> dict:
         data = copy.deepcopy(self.data)
         data["name"] = self.name
@@ -160,10 +167,15 @@ def _hardware(data: dict, values: dict) -> None:
 
 class ModelBase:
     """A trained MODEL_DIR as the base: points quantize its weights anew (PTQ) for their widths
-    and set their hardware; accuracy is measured on the task's test split."""
+    and set their hardware; accuracy is measured on the task's test split. With
+    ``[training]`` (``qat_epochs``) or a size axis (``states``, ``channels``) a point is
+    trained first (:meth:`train_job`, the sweep's ``train`` stage): QAT from the base's float
+    model at the point's widths, or float training at its size followed by PTQ/QAT; its config
+    is then the trained model's (:meth:`trained_config_data`)."""
     kind = "model"
 
-    def __init__(self, path: Path, *, weights: str = "final", calib_samples: int = 512):
+    def __init__(self, path: Path, *, weights: str = "final", calib_samples: int = 512,
+                 training: Training = Training()):
         self.path = Path(path)
         self.metrics = json.loads((self.path / "metrics.json").read_text())
         for key in ("task", "model", "widths", "calib"):
@@ -178,49 +190,181 @@ class ModelBase:
             raise ConfigError(f"quality.weights: {self.weights_path} is missing")
         self.calib_samples = calib_samples
         self.task_name = self.metrics["task"]
+        self.training = training
 
     def identity(self) -> dict:
         return {"weights": file_hash(str(self.weights_path)), "task": self.task_name,
                 "calib": self.metrics["calib"], "calib_samples": self.calib_samples}
 
     @functools.cached_property
+    def _task(self):
+        from ..train.tasks import load_task
+        return load_task(self.task_name)
+
+    @functools.cached_property
     def calibration(self):
         """Ranges and samples of every tensor of the base model on training data (NumPy)."""
         from ..train.ptq import calibrate
-        from ..train.tasks import load_task
-        task = load_task(self.task_name)
         weights = load_network_npz(self.weights_path, self.config)
-        return calibrate(weights, task.x_train[:self.calib_samples],
+        return calibrate(weights, self._task.x_train[:self.calib_samples],
                          activation=self.config.network.activation)
 
-    def config_data(self, values: dict) -> dict:
-        from ..train.ptq import build_config
+    # -- the model of a point -------------------------------------------------------------------
+
+    def _size(self, axis: str, meta: dict) -> int:
+        """The value of a size axis for model ``meta``: channels, or the config's state count
+        field (s4d: state_size N = 2 x modes per channel; s5: states = modes)."""
+        if axis == "channels":
+            return meta["channels"]
+        return 2 * meta["modes"] if meta["kind"] == "s4d" else meta["modes"]
+
+    def resized(self, values: dict) -> bool:
+        return any(axis in values and values[axis] != self._size(axis, self.metrics["model"])
+                   for axis in COSTLY_AXES)
+
+    def needs_training(self, values: dict) -> bool:
+        return self.training.qat_epochs > 0 or self.resized(values)
+
+    def _meta(self, values: dict) -> dict:
+        meta = dict(self.metrics["model"])
+        if "channels" in values:
+            meta["channels"] = values["channels"]
+        if "states" in values:
+            states = values["states"]
+            if meta["kind"] == "s4d" and states % 2:
+                raise ConfigError(f"axes.states: {states} is not allowed for an s4d model: its "
+                                  f"state_size N holds N / 2 complex modes per channel, so N "
+                                  f"must be even")
+            meta["modes"] = states // 2 if meta["kind"] == "s4d" else states
+        return meta
+
+    @functools.lru_cache(maxsize=16)
+    def _initial(self, kind, channels, modes):
+        """The weights of an untrained model of that size (seeded, as training starts) and
+        their calibration: what a resized point's config is checked with before training."""
+        from ..train.model import SSMNetwork
+        from ..train.ptq import calibrate
+        meta = self.metrics["model"]
+        model = SSMNetwork(kind=kind, inputs=meta["inputs"], channels=channels, modes=modes,
+                           layers=meta["layers"], classes=meta["classes"],
+                           seed=self.metrics["seed"])
+        weights = model.network_weights()
+        return weights, calibrate(weights, self._task.x_train[:self.calib_samples],
+                                  activation=meta["activation"])
+
+    def check(self, values: dict, data: dict) -> None:
+        """Validate and quantize the point's config (ConfigError / ValueError naming the
+        field); a resized point with its untrained model's weights."""
+        config = parse_config(data, base_dir=".")
+        if not self.resized(values):
+            load_quantized(config)
+            return
+        meta = self._meta(values)
+        quantize_network(config, self._initial(meta["kind"], meta["channels"], meta["modes"])[0])
+
+    def _widths(self, values: dict) -> tuple[dict, dict | None]:
+        """The point's width per tensor group and its polar-Abar keys (None: Cartesian)."""
         widths = dict(self.metrics["widths"])
+        base_abar = self.metrics.get("abar_form", {})
+        polar = _polar(values, base_abar)
         for group in NETWORK_GROUPS:
             width = values.get(f"width.{group}", values.get("width"))
-            base_abar = self.metrics.get("abar_form", {})
-            polar = group == "abar" and _polar(values, base_abar) is not None
-            if width is not None and not (polar and f"width.{group}" not in values):
+            if width is not None and not (group == "abar" and polar is not None
+                                          and f"width.{group}" not in values):
                 widths[group] = width
-        polar = _polar(values, self.metrics.get("abar_form", {}))
         if polar is not None and "width.abar" not in values \
-                and self.metrics.get("abar_form", {}).get("form") != "polar":
+                and base_abar.get("form") != "polar":
             widths["abar"] = max(widths["abar"], POLAR_DECODED_BITS)
-        net = self.config.network
-        data = build_config(self.metrics["model"], self.calibration, widths, name=self.name,
-                            steps=net.steps, weights_file=str(self.weights_path),
-                            choice=self.metrics["calib"], abar_form=polar,
-                            lanes=values.get("lanes", self.config.hardware.lanes))
-        _layer_widths(data, values)
-        data["hardware"]["complex_multipliers"] = self.config.hardware.complex_multipliers
-        base_hw = self.config.source.get("hardware", {})
-        if isinstance(base_hw.get("loop_stages"), int):
-            data["hardware"]["loop_stages"] = base_hw["loop_stages"]
+        return widths, polar
+
+    def config_data(self, values: dict) -> dict:
+        """The point's config: PTQ of the base at its widths; for a resized point, the config
+        its untrained model would get (the check before training; the trained model's
+        replaces it)."""
+        from ..train.ptq import build_config
+        widths, polar = self._widths(values)
+        meta = self._meta(values)
+        resized = self.resized(values)
+        calibration = (self._initial(meta["kind"], meta["channels"], meta["modes"])[1]
+                       if resized else self.calibration)
+        data = build_config(meta, calibration, widths, name=self.name,
+                            steps=self.config.network.steps, weights_file=str(self.weights_path),
+                            choice=self.metrics["calib"], abar_form=polar)
+        apply_layer_widths(data, values)
+        self._set_hardware(data, values, resized)
+        return data
+
+    def _set_hardware(self, data: dict, values: dict, resized: bool) -> None:
+        """The base's hardware where it still applies (a resized model keeps the lanes
+        ``build_config`` chose unless an axis sets them), then the point's own."""
+        hw = data["hardware"]
+        hw["complex_multipliers"] = self.config.hardware.complex_multipliers
+        if not resized:
+            hw["lanes"] = self.config.hardware.lanes
+            base_hw = self.config.source.get("hardware", {})
+            if isinstance(base_hw.get("loop_stages"), int):
+                hw["loop_stages"] = base_hw["loop_stages"]
         _hardware(data, values)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _setting(self, key: str):
+        value = getattr(self.training, key)
+        if value is None:
+            value = self.metrics.get("hyper", {}).get(key)
+        if value is None:
+            raise ConfigError(f"training.{key}: {self.path / 'metrics.json'} does not record "
+                              f"it (a MODEL_DIR written before ssmgen recorded its training "
+                              f"settings); give it in [training]")
+        return value
+
+    def train_identity(self, values: dict) -> dict:
+        """Everything a point's trained model depends on besides the base (plain data): the
+        values of the axes that are not hardware, and the training settings."""
+        job = self.train_job(values, work=None)
+        job.pop("work")
+        init = job.pop("init")
+        return {**job, "init": None if init is None else file_hash(init)}
+
+    def train_job(self, values: dict, work) -> dict:
+        """The ``train`` stage's job of a point (``stages._train``)."""
+        resized = self.resized(values)
+        init = self.path / "checkpoints" / "float.pt"
+        if not resized and not init.is_file():
+            raise ConfigError(f"training.qat_epochs: QAT per point starts from the base's float "
+                              f"model, and {init} is missing")
+        widths, polar = self._widths(values)
+        meta = self._meta(values)
+        job = {"stage": "train", "task": self.task_name,
+               "train_samples": self.metrics["train_samples"],
+               "init": None if resized else str(init), "meta": meta, "widths": widths,
+               "abar_form": polar,
+               "layer_values": {k: v for k, v in values.items() if per_layer_axis(k)},
+               "qat_epochs": self.training.qat_epochs,
+               "epochs": self._setting("epochs") if resized else 0,
+               "seed": self.training.seed if self.training.seed is not None
+               else self.metrics["seed"],
+               "augment": self.metrics.get("augment", False),
+               "calib": self.metrics["calib"],
+               "calib_percentile": self.metrics.get("calib_percentile", 100.0),
+               "equalize": self.metrics.get("equalize", True),
+               "calib_samples": self.calib_samples, "name": self.name,
+               "work": None if work is None else str(work)}
+        for key in ("lr", "qat_lr", "batch_size", "dropout"):
+            job[key] = self._setting(key) if (resized or key != "lr") else None
+        return job
+
+    def trained_config_data(self, values: dict, model_dir: Path) -> dict:
+        """The point's config once its model is trained (``model_dir``, written by the train
+        stage): that model's formats and weights, the point's hardware."""
+        data = tomllib.loads((Path(model_dir) / "config.toml").read_text())
+        data["name"] = self.name
+        data["weights"] = {"source": "file", "file": str(Path(model_dir) / "weights.npz")}
+        self._set_hardware(data, values, self.resized(values))
         return data
 
 
-def _layer_widths(data: dict, values: dict) -> None:
+def apply_layer_widths(data: dict, values: dict) -> None:
     """``width.layers.<l>.<component>``: layer l's own format of the component
     (``[network.layer_quant]``), the shared format's integer bits kept; its per-mode state
     integer bits capped at the width."""
@@ -242,4 +386,4 @@ def load_base(sweep: SweepConfig):
     if sweep.base.kind == "layer":
         return LayerBase(sweep.base.path)
     return ModelBase(sweep.base.path, weights=sweep.quality.weights,
-                     calib_samples=sweep.quality.calib_samples)
+                     calib_samples=sweep.quality.calib_samples, training=sweep.training)

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden.quantize import load_quantized
-from ..spec.config import parse_config
 from ..spec.errors import ConfigError
 from ..spec.formats import FixedFormat
 from ..stimulus import STIMULI, stimulus_real
@@ -29,7 +27,7 @@ from ..synth.targets import TARGETS
 from .cache import ResultCache
 from .config import OBJECTIVES, RESOURCES, SweepConfig
 from .pareto import FMAX_CEILING_HZ, Interval, estimate_error, pareto_front, surely_dominated
-from .points import content_hash, grid_points, load_base, point_label, random_points
+from .points import content_hash, file_hash, grid_points, load_base, point_label, random_points
 from .stages import run_job
 
 __all__ = ["Point", "run_sweep", "executor_for"]
@@ -42,6 +40,7 @@ class Point:
     values: dict                       #: axis -> value
     config: dict                       #: its config (TOML structure)
     keys: dict = field(default_factory=dict)       #: stage -> cache key
+    train: dict | None = None          #: the train stage's result (points that train)
     estimate: dict | None = None
     quality: dict | None = None
     synth: dict | None = None
@@ -136,9 +135,11 @@ class PointMaker:
     included), its cache keys derived. Values that give a config and target seen before give no
     new point."""
 
-    def __init__(self, sweep: SweepConfig, base, cache: ResultCache | None = None):
+    def __init__(self, sweep: SweepConfig, base, cache: ResultCache | None = None,
+                 models_dir: Path | None = None):
         self.base = base
         self.cache = cache
+        self.models_dir = models_dir           #: where trained models go (train stage)
         self.unsaved: dict[str, dict] = {}     #: checked configs not yet in the cache
         self.base_id = base.identity()
         self.quality_settings = dict(sweep.quality.__dict__)
@@ -156,7 +157,7 @@ class PointMaker:
             return cached["config"]
         try:
             data = self.base.config_data(config_values)
-            load_quantized(parse_config(data, base_dir="."))
+            self.base.check(config_values, data)
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"point {point_label(values)}: {exc}") from None
         self.unsaved[key] = {"config": data}
@@ -178,24 +179,45 @@ class PointMaker:
         self.seen[key] = self.count
         point = Point(self.count, dict(values), data)
         self.count += 1
-        quality_config = {k: v for k, v in ident.items() if k != "hardware"}
-        point.keys = {
-            "estimate": ResultCache.key("estimate", {"config": ident, "target": point.target,
-                                                     **self.base_id}),
-            "quality": ResultCache.key("quality", {"config": quality_config,
-                                                   "quality": self.quality_settings,
-                                                   **self.base_id}),
-            "synth": ResultCache.key("synth", {"config": ident, "target": point.target,
-                                               **self.base_id}),
-        }
+        if self.base.kind == "model" and self.base.needs_training(values):
+            # the other stages' keys follow from the trained model (finish_training)
+            point.keys = {"train": ResultCache.key("train", {
+                "model": self.base.train_identity(values), **self.base_id})}
+        else:
+            self._stage_keys(point, self.base_id)
         return point
 
+    def _stage_keys(self, point: Point, identity: dict) -> None:
+        ident = _config_identity(point.config)
+        quality_config = {k: v for k, v in ident.items() if k != "hardware"}
+        point.keys.update({
+            "estimate": ResultCache.key("estimate", {"config": ident, "target": point.target,
+                                                     **identity}),
+            "quality": ResultCache.key("quality", {"config": quality_config,
+                                                   "quality": self.quality_settings,
+                                                   **identity}),
+            "synth": ResultCache.key("synth", {"config": ident, "target": point.target,
+                                               **identity}),
+        })
 
-def make_points(sweep: SweepConfig, base, values_list: list[dict],
-                cache: ResultCache | None = None) -> list[Point]:
+    def train_job(self, point: Point) -> dict:
+        return self.base.train_job(point.values, self.models_dir / point.keys["train"][:16])
+
+    def trained_dir(self, result: dict) -> Path:
+        return self.models_dir / result["model_dir"]
+
+    def finish_training(self, point: Point) -> None:
+        """A trained point's config and stage keys: its model's formats and weights (their
+        bytes' hash in every key)."""
+        model_dir = self.trained_dir(point.train)
+        point.config = self.base.trained_config_data(point.values, model_dir)
+        self._stage_keys(point, {**self.base_id,
+                                 "weights": file_hash(str(model_dir / "weights.npz"))})
+
+
+def make_points(maker: PointMaker, values_list: list[dict]) -> list[Point]:
     """Points for ``values_list``: every config is checked first, so a point the config rejects
     stops the sweep here, naming the point and the field, before any work starts."""
-    maker = PointMaker(sweep, base, cache)
     configs = [maker.config(values) for values in values_list]
     maker.save()
     return [p for p in (maker.make(v, c) for v, c in zip(values_list, configs)) if p is not None]
@@ -215,13 +237,14 @@ def _layer_inputs(sweep: SweepConfig, base, point: Point) -> np.ndarray:
 # --- stages ------------------------------------------------------------------------------------
 
 def _run_stage(stage: str, points: list[Point], make_job, *, executor, cache: ResultCache,
-               show: bool) -> None:
-    """Run ``stage`` for ``points``, from the cache where it can; points sharing a key (a
-    quality result does not depend on the hardware) run once."""
+               show: bool, usable=lambda result: True) -> None:
+    """Run ``stage`` for ``points``, from the cache where it can (a cached result that is not
+    ``usable`` any more, e.g. a trained model whose folder was deleted, runs again); points
+    sharing a key (a quality result does not depend on the hardware) run once."""
     by_key: dict[str, list[Point]] = {}
     for point in points:
         cached = cache.get(stage, point.keys[stage])
-        if cached is not None:
+        if cached is not None and usable(cached):
             setattr(point, stage, cached)
         else:
             by_key.setdefault(point.keys[stage], []).append(point)
@@ -333,9 +356,25 @@ def _candidates(sweep: SweepConfig, live: list[Point]) -> list[Point]:
     return [p for p in live if not surely_dominated(p.bounds, anchors, objectives)]
 
 
-def _evaluate(sweep: SweepConfig, base, points: list[Point], run: dict) -> None:
-    """Stages (a) and (b): estimate every point, prune what cannot meet the constraints,
-    measure the quality of the rest."""
+def _train(maker: PointMaker, points: list[Point], run: dict) -> None:
+    """The train stage, for the points that need it (a model per distinct size and widths,
+    shared by the points that differ only in hardware); then their configs and keys."""
+    training = [p for p in points if "train" in p.keys]
+    _run_stage("train", training, maker.train_job,
+               usable=lambda result: (maker.trained_dir(result) / "config.toml").is_file(), **run)
+    for point in training:
+        if "error" in point.train:
+            point.status, point.reason = "failed", f"train: {point.train['error']}"
+        else:
+            maker.finish_training(point)
+
+
+def _evaluate(sweep: SweepConfig, base, maker: PointMaker, points: list[Point],
+              run: dict) -> None:
+    """Training where the sweep asks for it, then stages (a) and (b): estimate every point,
+    prune what cannot meet the constraints, measure the quality of the rest."""
+    _train(maker, points, run)
+    points = [p for p in points if p.status == "ok"]
     _run_stage("estimate", points,
                lambda p: {"stage": "estimate", "config": p.config, "target": p.target}, **run)
     for point in points:
@@ -364,19 +403,20 @@ def run_sweep(sweep: SweepConfig, out_dir, *, workers: int | None = None, dask: 
     synthesize = synthesize or sweep.strategy.synthesize
     base = load_base(sweep)
     cache = ResultCache(out_dir / "cache")
+    maker = PointMaker(sweep, base, cache, out_dir / "models")
     with executor_for(workers, dask) as executor:
         run = dict(executor=executor, cache=cache, show=show_progress)
         if sweep.strategy.kind == "optuna":
             say(f"{sweep.name}: NSGA-II over a grid of {sweep.grid_size}, "
                 f"{sweep.strategy.samples} trial(s) ...")
-            points = _optuna_points(sweep, base, run, workers)
+            points = _optuna_points(sweep, base, maker, run, workers)
         else:
             values_list = (random_points(sweep.axes, sweep.strategy.samples, sweep.strategy.seed)
                            if sweep.strategy.samples else grid_points(sweep.axes))
             say(f"{sweep.name}: {len(values_list)} point(s) of a grid of {sweep.grid_size}; "
                 f"checking every config ...")
-            points = make_points(sweep, base, values_list, cache)
-            _evaluate(sweep, base, points, run)
+            points = make_points(maker, values_list)
+            _evaluate(sweep, base, maker, points, run)
         live = [p for p in points if p.status == "ok" and _quality_ok(sweep, p)]
 
         def synth_job(p):
@@ -393,7 +433,8 @@ def run_sweep(sweep: SweepConfig, out_dir, *, workers: int | None = None, dask: 
     return _results(sweep, base, points, synthesize, reference_format)
 
 
-def _optuna_points(sweep: SweepConfig, base, run: dict, workers: int) -> list[Point]:
+def _optuna_points(sweep: SweepConfig, base, maker: PointMaker, run: dict,
+                   workers: int) -> list[Point]:
     """NSGA-II (Optuna) over the axes: batches of ``workers`` trials, each evaluated by the
     estimate and the quality stage; the objectives it optimizes are the estimate's figures
     (synthesis, afterwards, settles the front as for a grid). A point that breaks a constraint
@@ -405,7 +446,6 @@ def _optuna_points(sweep: SweepConfig, base, run: dict, workers: int) -> list[Po
     sampler = optuna.samplers.NSGAIISampler(seed=sweep.strategy.seed,
                                             population_size=max(4, min(50, sweep.strategy.samples // 3)))
     study = optuna.create_study(directions=directions, sampler=sampler)
-    maker = PointMaker(sweep, base, run["cache"])
     points, asked = [], 0
     while asked < sweep.strategy.samples:
         batch = []
@@ -424,7 +464,7 @@ def _optuna_points(sweep: SweepConfig, base, run: dict, workers: int) -> list[Po
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
             batch.append((trial, point))
-        _evaluate(sweep, base, [p for _, p in batch], run)
+        _evaluate(sweep, base, maker, [p for _, p in batch], run)
         for trial, point in batch:
             points.append(point)
             figures = _figures(point)
@@ -488,6 +528,10 @@ def _results(sweep: SweepConfig, base, points: list[Point], synthesize: str,
                      "figures_from": figures.get("source"),
                      "quality_metric": (point.quality or {}).get("quality_metric"),
                      "max_abs_error": (point.quality or {}).get("max_abs_error"),
+                     "float_accuracy": (point.train or {}).get("float_acc"),
+                     "model_dir": (str(Path("models") / point.train["model_dir"])
+                                   if point.train and "model_dir" in point.train else None),
+                     "training": point.train,
                      "estimate": point.estimate, "synthesis": point.synth,
                      "model_hash": (point.estimate or {}).get("model_hash"),
                      "config": point.config})

@@ -1,6 +1,11 @@
-"""The three stages that evaluate a sweep point, cheapest first. Each is a plain function of a
-plain dict (a *job*), so that a process pool or a Dask worker can run it anywhere:
+"""The stages that evaluate a sweep point, cheapest first (training, where a sweep asks for
+it, comes before them: a trained model's weights determine the rest). Each is a plain function
+of a plain dict (a *job*), so that a process pool or a Dask worker can run it anywhere:
 
+* ``train`` (minutes; MODEL_DIR bases with ``[training]`` or size axes only): ``ssmgen
+  train``'s pipeline for the point: QAT from the base's float model at the point's widths, or
+  float training at the point's size, then PTQ and QAT; writes a MODEL_DIR (complete or not at
+  all) into the job's ``work`` folder;
 * ``estimate`` (milliseconds): the config validated and quantized, the analytic resource
   estimate (``synth/estimate.py``) on the point's target, its cycles per timestep and latency;
 * ``quality`` (seconds): the golden integer model on the sweep's data: a layer's SNR (and max
@@ -16,7 +21,9 @@ is recorded and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import shutil
 import time
 import traceback
@@ -29,7 +36,7 @@ from ..spec.config import parse_config
 
 __all__ = ["run_job", "STAGES"]
 
-STAGES = ("estimate", "quality", "synth")
+STAGES = ("train", "estimate", "quality", "synth")
 
 
 def _design(job) -> Design:
@@ -95,7 +102,34 @@ def _synth(job) -> dict:
     return out
 
 
-_RUNNERS = {"estimate": _estimate, "quality": _quality, "synth": _synth}
+def _train(job) -> dict:
+    from ..train.commands import train_model
+    from ..train.tasks import load_task
+    from .points import apply_layer_widths
+    work = Path(job["work"])
+    meta = job["meta"]
+    task = load_task(job["task"]).subset(job["train_samples"], None)
+    partial = work.with_name(work.name + ".partial")     # complete or absent: never half
+    shutil.rmtree(partial, ignore_errors=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        metrics = train_model(
+            task, out_dir=partial, init=job["init"], kind=meta["kind"], channels=meta["channels"],
+            modes=meta["modes"], layers=meta["layers"], epochs=job["epochs"],
+            qat_epochs=job["qat_epochs"], lr=job["lr"] or 0.0, qat_lr=job["qat_lr"],
+            batch_size=job["batch_size"], seed=job["seed"], widths=job["widths"],
+            dropout=job["dropout"], progress=False, calib_samples=job["calib_samples"],
+            name=job["name"], augment=job["augment"], calib=job["calib"],
+            calib_percentile=job["calib_percentile"], equalize=job["equalize"],
+            abar_form=job["abar_form"],
+            adjust_config=lambda data: apply_layer_widths(data, job["layer_values"]))
+    shutil.rmtree(partial / "checkpoints", ignore_errors=True)   # the weights are in the npz
+    shutil.rmtree(work, ignore_errors=True)
+    partial.rename(work)
+    return {"model_dir": work.name, **{k: metrics[k] for k in ("float_acc", "ptq_acc", "qat_acc")},
+            "train_seconds": metrics["total_seconds"]}
+
+
+_RUNNERS = {"train": _train, "estimate": _estimate, "quality": _quality, "synth": _synth}
 
 
 def run_job(job: dict) -> dict:
