@@ -169,6 +169,47 @@ def test_memory_designs_are_bounded_by_their_own_held_out_errors():
         assert point.bounds["dsps"].lo == point.bounds["dsps"].hi == 20
 
 
+def test_candidates_are_synthesized_until_the_front_is_settled(monkeypatch, tmp_path):
+    """Synthesis goes a batch at a time, the most accurate candidates first; a measured point
+    that meets the constraints settles the candidates it surely beats, which are then not
+    synthesized, and the front is the one synthesizing every candidate gives."""
+    from ssmgen.sweep import runner
+    from ssmgen.sweep.pareto import pareto_front
+    sweep = parse_sweep({"base": {"config": str(UP5K)}, "axes": {"width": [8]},
+                         "objectives": {"names": ["quality", "luts"]},
+                         "constraints": {"fit_device": False}}, path=tmp_path / "s.toml")
+    # (quality, estimated LUTs, Yosys's LUTs): B is no candidate once A is measured (A is more
+    # accurate and, measured, smaller than B can be), but A's estimate alone cannot settle B
+    figures = {"A": (90, 1000, 1000), "B": (80, 1600, 1500), "C": (95, 3000, 3100),
+               "D": (70, 400, 420)}
+    truth, live = {}, []
+    for i, (quality, est_luts, luts) in enumerate(figures.values()):
+        truth[i] = luts
+        est = {"luts": est_luts, "ffs": 100, "dsps": 0, "brams": 0, "cycles_per_timestep": 4,
+               "latency_cycles": 9, "kind": "layer", "storage": "registers"}
+        point = runner.Point(i, {"target": "ice40-up5k"}, {}, estimate=est,
+                             quality={"quality": quality})
+        runner._estimate_bounds(point)
+        live.append(point)
+    synthesized = []
+
+    def fake_run_stage(stage, points, make_job, **run):
+        for p in points:
+            synthesized.append(p.index)
+            p.synth = {"luts": truth[p.index], "ffs": 100, "dsps": 0, "brams": 0,
+                       "fmax_valid": False, "fmax_mhz": None}
+    monkeypatch.setattr(runner, "_run_stage", fake_run_stage)
+    assert len(runner._candidates(sweep, live)) == 4
+    runner._synthesize_candidates(sweep, live, None, 1, {})
+    assert [list(figures)[i] for i in synthesized] == ["C", "A", "D"]
+    measured = [{"id": p.index, "quality": p.quality["quality"], "luts": p.synth["luts"]}
+                for p in live if p.synth is not None]
+    every = [{"id": p.index, "quality": p.quality["quality"], "luts": truth[p.index]}
+             for p in live]
+    front = {measured[i]["id"] for i in pareto_front(measured, ["quality", "luts"])}
+    assert front == {every[i]["id"] for i in pareto_front(every, ["quality", "luts"])}
+
+
 def test_pareto_set_is_non_dominated_and_complete():
     rows = [{"quality": q, "luts": l} for q, l in
             [(10, 100), (12, 100), (12, 90), (5, 50), (20, 300), (20, 300), (1, 400)]]
@@ -220,7 +261,7 @@ def test_sweep_small_runs_end_to_end(tmp_path):
     plots = json.loads((out / "plots.json").read_text())
     assert "quality_vs_luts.png" in plots
     for name, shown in plots.items():
-        for point_id, x, y in shown["points"]:
+        for point_id, x, y in shown.get("points", ()):
             row = by_id[point_id]
             assert float(row[shown["x"]]) == pytest.approx(x) and float(row["quality"]) == y
         assert (out / name).stat().st_size > 1000

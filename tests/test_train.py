@@ -468,6 +468,11 @@ epochs = 1
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
     models = {(r["axis.width"], r["axis.channels"]): r["model_dir"] for r in rows}
     assert len(set(models.values())) == 4          # lanes do not change the trained model
+    # one float model for the new size, shared by both widths; the base's size starts from the
+    # base's float model
+    assert len(list((tmp_path / "out" / "models").glob("float-*"))) == 1
+    floats = {(r["axis.width"], r["axis.channels"]): r["float_accuracy"] for r in rows}
+    assert floats[4, 2] == floats[8, 2] and floats[4, 4] == floats[8, 4]
     task = load_task("sdigits").subset(None, 40)
     for row in rows:
         config = row["config"]
@@ -478,6 +483,14 @@ epochs = 1
         design = Design.from_config(load(tmp_path / "out" / row["model_dir"] / "config.toml"))
         logits = design.reference(design.quantize_input(task.x_test))
         assert float(np.mean(np.argmax(logits, axis=-1) == task.y_test)) == row["quality"]
+    # two model axes (width, channels) and one hardware axis: a heat map of the best quality
+    from ssmgen.sweep.outputs import write_outputs
+    write_outputs(results, tmp_path / "out")
+    heatmap = json.loads((tmp_path / "out" / "plots.json").read_text())["quality_heatmap.png"]
+    assert (heatmap["x"], heatmap["y"]) == ("width", "channels")
+    assert sorted(heatmap["cells"]) == sorted(
+        [w, c, max(r["quality"] for r in rows if (r["axis.width"], r["axis.channels"]) == (w, c))]
+        for w, c in models)
     trained = {m: (tmp_path / "out" / m / "weights.npz").stat().st_mtime_ns
                for m in set(models.values())}
     again = sweep()

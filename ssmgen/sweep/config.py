@@ -255,6 +255,8 @@ def _axis(table: dict, axis: str, base: Base) -> tuple:
                 raise ConfigError(f"{where}: {v!r} is not allowed; allowed: {', '.join(TARGETS)}")
     elif axis in COSTLY_AXES:
         _ints(values, where, 1, 4096)
+        if base.kind == "model":
+            _require_torch(where, "over a MODEL_DIR a size is trained")
     else:
         raise ConfigError(f"axes.{axis}: unknown axis; allowed: width, width.<component>, "
                           f"{', '.join(_PLAIN_AXES)}")
@@ -369,6 +371,14 @@ def _quality(table, base: Base, folder: Path) -> Quality:
                    int_field(table, "calib_samples", where, lo=1, default=512))
 
 
+def _require_torch(where: str, why: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{where}: {why}, which needs PyTorch: pip install "
+                          f"'ssmgen[train]'") from None
+
+
 def _training(table, base: Base) -> Training:
     where = "training"
     if table and base.kind != "model":
@@ -385,7 +395,10 @@ def _training(table, base: Base) -> Training:
 
     def optional(key, lo, hi):
         return int_field(table, key, where, lo=lo, hi=hi) if key in table else None
-    return Training(int_field(table, "qat_epochs", where, lo=0, hi=1000, default=0),
+    qat_epochs = int_field(table, "qat_epochs", where, lo=0, hi=1000, default=0)
+    if qat_epochs:
+        _require_torch(f"{where}.qat_epochs", "QAT per point trains")
+    return Training(qat_epochs,
                     optional("epochs", 1, 100000), rate["lr"], rate["qat_lr"],
                     optional("batch_size", 1, 1 << 16), dropout, optional("seed", 0, 1 << 31))
 

@@ -12,7 +12,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ..util.files import write_atomically
+from .config import HARDWARE_AXES
 
 __all__ = ["write_outputs", "export_design", "CSV_COLUMNS", "PLOTS"]
 
@@ -105,8 +108,48 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "sensitivity.png")
         plt.close(fig)
         written.append("sensitivity.png")
+    heatmap = _heatmap(results, rows, ylabel, out_dir)
+    if heatmap is not None:
+        shown["quality_heatmap.png"] = heatmap
+        written.append("quality_heatmap.png")
     write_atomically(out_dir / "plots.json", json.dumps(shown, indent=1) + "\n")
     return [*written, "plots.json"]
+
+
+def _heatmap(results: dict, rows: list[dict], label: str, out_dir: Path) -> dict | None:
+    """With exactly two model axes (axes other than the hardware's) of several values, e.g.
+    states x width (QS4D's size against precision): the best quality of each cell (over the
+    hardware axes) as a heat map. Returns what it shows, or None."""
+    import matplotlib.pyplot as plt
+    model_axes = [a for a, values in results["axes"].items()
+                  if a not in HARDWARE_AXES and len(values) > 1]
+    if len(model_axes) != 2 or not rows:
+        return None
+    x_axis, y_axis = model_axes
+    xs, ys = results["axes"][x_axis], results["axes"][y_axis]
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for r in rows:
+        i, j = ys.index(r[f"axis.{y_axis}"]), xs.index(r[f"axis.{x_axis}"])
+        grid[i, j] = np.fmax(grid[i, j], r["quality"])
+    fig, ax = plt.subplots(figsize=(1.2 * len(xs) + 2.5, 0.8 * len(ys) + 2), dpi=120)
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="white" if grid[i, j] < np.nanmean(grid) else "black")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(x_axis)
+    ax.set_ylabel(y_axis)
+    ax.set_title(f"{results['sweep']}: best {label}")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out_dir / "quality_heatmap.png")
+    plt.close(fig)
+    return {"x": x_axis, "y": y_axis,
+            "cells": [[xs[j], ys[i], float(grid[i, j])] for i in range(len(ys))
+                      for j in range(len(xs)) if not np.isnan(grid[i, j])]}
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:

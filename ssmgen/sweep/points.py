@@ -318,41 +318,60 @@ class ModelBase:
                               f"settings); give it in [training]")
         return value
 
+    def float_job(self, values: dict, work) -> dict:
+        """The ``float_train`` stage's job of a resized point: its float model, trained from
+        scratch with the base's settings (one per size, shared by every width)."""
+        meta = self._meta(values)
+        return {"stage": "float_train", "task": self.task_name,
+                "train_samples": self.metrics["train_samples"], "meta": meta,
+                "widths": dict(self.metrics["widths"]), "epochs": self._setting("epochs"),
+                "lr": self._setting("lr"), "batch_size": self._setting("batch_size"),
+                "dropout": self._setting("dropout"), "seed": self._seed(),
+                "augment": self.metrics.get("augment", False), "calib": self.metrics["calib"],
+                "name": self.name, "work": None if work is None else str(work)}
+
+    def float_identity(self, values: dict) -> dict:
+        job = self.float_job(values, work=None)
+        job.pop("work")
+        return job
+
     def train_identity(self, values: dict) -> dict:
         """Everything a point's trained model depends on besides the base (plain data): the
-        values of the axes that are not hardware, and the training settings."""
-        job = self.train_job(values, work=None)
+        values of the axes that are not hardware, and the training settings (a resized point:
+        its float model's, in place of the base's float checkpoint)."""
+        job = self.train_job(values, work=None, init=None)
         job.pop("work")
-        init = job.pop("init")
-        return {**job, "init": None if init is None else file_hash(init)}
-
-    def train_job(self, values: dict, work) -> dict:
-        """The ``train`` stage's job of a point (``stages._train``)."""
-        resized = self.resized(values)
-        init = self.path / "checkpoints" / "float.pt"
-        if not resized and not init.is_file():
-            raise ConfigError(f"training.qat_epochs: QAT per point starts from the base's float "
-                              f"model, and {init} is missing")
-        widths, polar = self._widths(values)
-        meta = self._meta(values)
-        job = {"stage": "train", "task": self.task_name,
-               "train_samples": self.metrics["train_samples"],
-               "init": None if resized else str(init), "meta": meta, "widths": widths,
-               "abar_form": polar,
-               "layer_values": {k: v for k, v in values.items() if per_layer_axis(k)},
-               "qat_epochs": self.training.qat_epochs,
-               "epochs": self._setting("epochs") if resized else 0,
-               "seed": self.training.seed if self.training.seed is not None
-               else self.metrics["seed"],
-               "augment": self.metrics.get("augment", False),
-               "calib": self.metrics["calib"],
-               "calib_percentile": self.metrics.get("calib_percentile", 100.0),
-               "equalize": self.metrics.get("equalize", True),
-               "calib_samples": self.calib_samples, "name": self.name,
-               "work": None if work is None else str(work)}
-        for key in ("lr", "qat_lr", "batch_size", "dropout"):
-            job[key] = self._setting(key) if (resized or key != "lr") else None
+        job["init"] = (self.float_identity(values) if self.resized(values)
+                       else file_hash(job["init"]))
         return job
+
+    def _seed(self) -> int:
+        return self.training.seed if self.training.seed is not None else self.metrics["seed"]
+
+    def train_job(self, values: dict, work, init=None) -> dict:
+        """The ``train`` stage's job of a point (``stages._train``): PTQ and QAT at the point's
+        widths from a float checkpoint: the base's, or for a resized point ``init`` (its
+        ``float_train`` result's)."""
+        if not self.resized(values):
+            init = self.path / "checkpoints" / "float.pt"
+            if not init.is_file():
+                raise ConfigError(f"training.qat_epochs: QAT per point starts from the base's "
+                                  f"float model, and {init} is missing")
+        widths, polar = self._widths(values)
+        return {"stage": "train", "task": self.task_name,
+                "train_samples": self.metrics["train_samples"],
+                "init": None if init is None else str(init), "widths": widths,
+                "abar_form": polar,
+                "layer_values": {k: v for k, v in values.items() if per_layer_axis(k)},
+                "qat_epochs": self.training.qat_epochs, "qat_lr": self._setting("qat_lr"),
+                "batch_size": self._setting("batch_size"),
+                "dropout": self._setting("dropout"), "seed": self._seed(),
+                "augment": self.metrics.get("augment", False),
+                "calib": self.metrics["calib"],
+                "calib_percentile": self.metrics.get("calib_percentile", 100.0),
+                "equalize": self.metrics.get("equalize", True),
+                "calib_samples": self.calib_samples, "name": self.name,
+                "work": None if work is None else str(work)}
 
     def trained_config_data(self, values: dict, model_dir: Path) -> dict:
         """The point's config once its model is trained (``model_dir``, written by the train

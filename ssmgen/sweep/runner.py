@@ -40,6 +40,7 @@ class Point:
     values: dict                       #: axis -> value
     config: dict                       #: its config (TOML structure)
     keys: dict = field(default_factory=dict)       #: stage -> cache key
+    float_train: dict | None = None    #: the float_train stage's result (resized points)
     train: dict | None = None          #: the train stage's result (points that train)
     estimate: dict | None = None
     quality: dict | None = None
@@ -183,6 +184,9 @@ class PointMaker:
             # the other stages' keys follow from the trained model (finish_training)
             point.keys = {"train": ResultCache.key("train", {
                 "model": self.base.train_identity(values), **self.base_id})}
+            if self.base.resized(values):
+                point.keys["float_train"] = ResultCache.key("float_train", {
+                    "model": self.base.float_identity(values), **self.base_id})
         else:
             self._stage_keys(point, self.base_id)
         return point
@@ -200,8 +204,15 @@ class PointMaker:
                                                **identity}),
         })
 
+    def float_job(self, point: Point) -> dict:
+        return self.base.float_job(point.values,
+                                   self.models_dir / f"float-{point.keys['float_train'][:16]}")
+
     def train_job(self, point: Point) -> dict:
-        return self.base.train_job(point.values, self.models_dir / point.keys["train"][:16])
+        init = (None if point.float_train is None else
+                self.trained_dir(point.float_train) / "checkpoints" / "float.pt")
+        return self.base.train_job(point.values, self.models_dir / point.keys["train"][:16],
+                                   init)
 
     def trained_dir(self, result: dict) -> Path:
         return self.models_dir / result["model_dir"]
@@ -352,16 +363,53 @@ def _candidates(sweep: SweepConfig, live: list[Point]) -> list[Point]:
     objectives = sweep.objectives
     for point in live:
         point.bounds["quality"] = Interval(point.quality["quality"])
+        _measured_bounds(point)
     anchors = [p.bounds for p in live if _surely_feasible(sweep, p)]
     return [p for p in live if not surely_dominated(p.bounds, anchors, objectives)]
 
 
+def _measured_bounds(point: Point) -> None:
+    """A synthesized point's figures replace its estimate intervals: exact from now on."""
+    s = point.synth
+    if s is None or "error" in s:
+        return
+    for resource in RESOURCES:
+        point.bounds[resource] = Interval(s.get(resource, 0))
+    if s.get("fmax_valid") and s.get("fmax_mhz"):
+        point.bounds["timesteps_per_s"] = Interval(
+            s["fmax_mhz"] * 1e6 / point.estimate["cycles_per_timestep"])
+
+
+def _synthesize_candidates(sweep: SweepConfig, live: list[Point], synth_job, workers: int,
+                           run: dict) -> None:
+    """Synthesize the candidates a batch (``workers`` points) at a time, the most accurate
+    (then the smallest by the estimate) first: each measured point's exact figures may make
+    others surely dominated, which then need no synthesis. The front is the one synthesizing
+    every candidate would give, since a point is skipped only when a measured point that meets
+    the constraints surely dominates it."""
+    while True:
+        pending = [p for p in _candidates(sweep, live) if p.synth is None]
+        if not pending:
+            return
+        pending.sort(key=lambda p: (-p.quality["quality"], p.estimate.get("luts") or 0))
+        _run_stage("synth", pending[:max(1, workers)], synth_job, **run)
+
+
 def _train(maker: PointMaker, points: list[Point], run: dict) -> None:
-    """The train stage, for the points that need it (a model per distinct size and widths,
-    shared by the points that differ only in hardware); then their configs and keys."""
-    training = [p for p in points if "train" in p.keys]
-    _run_stage("train", training, maker.train_job,
-               usable=lambda result: (maker.trained_dir(result) / "config.toml").is_file(), **run)
+    """The training stages, for the points that need them: a float model per size that
+    differs from the base's, then a quantized model per size and widths (shared by the points
+    that differ only in hardware); then the trained points' configs and keys."""
+    def usable(checked: str):
+        return lambda result: (maker.trained_dir(result) / checked).is_file()
+
+    resized = [p for p in points if "float_train" in p.keys]
+    _run_stage("float_train", resized, maker.float_job,
+               usable=usable("checkpoints/float.pt"), **run)
+    for point in resized:
+        if "error" in point.float_train:
+            point.status, point.reason = "failed", f"float_train: {point.float_train['error']}"
+    training = [p for p in points if "train" in p.keys and p.status == "ok"]
+    _run_stage("train", training, maker.train_job, usable=usable("config.toml"), **run)
     for point in training:
         if "error" in point.train:
             point.status, point.reason = "failed", f"train: {point.train['error']}"
@@ -428,7 +476,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, workers: int | None = None, dask: 
         elif synthesize == "candidates" and sweep.strategy.kind == "fit":
             _synthesize_fit(sweep, live, synth_job, workers, run)
         elif synthesize == "candidates":
-            _run_stage("synth", _candidates(sweep, live), synth_job, **run)
+            _synthesize_candidates(sweep, live, synth_job, workers, run)
     reference_format = base.data["quant"]["input"]["format"] if base.kind == "layer" else None
     return _results(sweep, base, points, synthesize, reference_format)
 

@@ -2,10 +2,13 @@
 it, comes before them: a trained model's weights determine the rest). Each is a plain function
 of a plain dict (a *job*), so that a process pool or a Dask worker can run it anywhere:
 
-* ``train`` (minutes; MODEL_DIR bases with ``[training]`` or size axes only): ``ssmgen
-  train``'s pipeline for the point: QAT from the base's float model at the point's widths, or
-  float training at the point's size, then PTQ and QAT; writes a MODEL_DIR (complete or not at
-  all) into the job's ``work`` folder;
+* ``float_train`` (minutes; a point whose size differs from its MODEL_DIR base's): the float
+  model of that size, trained from scratch as ``ssmgen train`` does (one per size, shared by
+  every width of it);
+* ``train`` (minutes; MODEL_DIR bases with ``[training]`` or size axes only): PTQ and QAT of
+  the point at its widths from a float checkpoint (the base's or its size's), as ``ssmgen
+  train --init`` does; writes a MODEL_DIR into the job's ``work`` folder (complete or not at
+  all, like ``float_train``);
 * ``estimate`` (milliseconds): the config validated and quantized, the analytic resource
   estimate (``synth/estimate.py``) on the point's target, its cycles per timestep and latency;
 * ``quality`` (seconds): the golden integer model on the sweep's data: a layer's SNR (and max
@@ -36,7 +39,7 @@ from ..spec.config import parse_config
 
 __all__ = ["run_job", "STAGES"]
 
-STAGES = ("train", "estimate", "quality", "synth")
+STAGES = ("float_train", "train", "estimate", "quality", "synth")
 
 
 def _design(job) -> Design:
@@ -102,34 +105,58 @@ def _synth(job) -> dict:
     return out
 
 
-def _train(job) -> dict:
-    from ..train.commands import train_model
-    from ..train.tasks import load_task
-    from .points import apply_layer_widths
+def _trained_dir(job, run) -> Path:
+    """Run ``run(out_dir)`` (``train_model``, quiet) into a ``.partial`` folder beside the
+    job's ``work`` folder, then rename it: a trained model is complete or absent, never half."""
     work = Path(job["work"])
-    meta = job["meta"]
-    task = load_task(job["task"]).subset(job["train_samples"], None)
-    partial = work.with_name(work.name + ".partial")     # complete or absent: never half
+    partial = work.with_name(work.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        metrics = train_model(
-            task, out_dir=partial, init=job["init"], kind=meta["kind"], channels=meta["channels"],
-            modes=meta["modes"], layers=meta["layers"], epochs=job["epochs"],
-            qat_epochs=job["qat_epochs"], lr=job["lr"] or 0.0, qat_lr=job["qat_lr"],
-            batch_size=job["batch_size"], seed=job["seed"], widths=job["widths"],
-            dropout=job["dropout"], progress=False, calib_samples=job["calib_samples"],
-            name=job["name"], augment=job["augment"], calib=job["calib"],
-            calib_percentile=job["calib_percentile"], equalize=job["equalize"],
-            abar_form=job["abar_form"],
-            adjust_config=lambda data: apply_layer_widths(data, job["layer_values"]))
-    shutil.rmtree(partial / "checkpoints", ignore_errors=True)   # the weights are in the npz
+        metrics = run(partial)
     shutil.rmtree(work, ignore_errors=True)
     partial.rename(work)
-    return {"model_dir": work.name, **{k: metrics[k] for k in ("float_acc", "ptq_acc", "qat_acc")},
+    return metrics
+
+
+def _task_of(job):
+    from ..train.tasks import load_task
+    return load_task(job["task"]).subset(job["train_samples"], None)
+
+
+def _float_train(job) -> dict:
+    from ..train.commands import train_model
+    meta = job["meta"]
+    metrics = _trained_dir(job, lambda out: train_model(
+        _task_of(job), out_dir=out, kind=meta["kind"], channels=meta["channels"],
+        modes=meta["modes"], layers=meta["layers"], epochs=job["epochs"], qat_epochs=0,
+        lr=job["lr"], batch_size=job["batch_size"], seed=job["seed"], widths=job["widths"],
+        dropout=job["dropout"], progress=False, name=job["name"], augment=job["augment"],
+        calib=job["calib"]))
+    return {"model_dir": Path(job["work"]).name, "float_acc": metrics["float_acc"],
             "train_seconds": metrics["total_seconds"]}
 
 
-_RUNNERS = {"train": _train, "estimate": _estimate, "quality": _quality, "synth": _synth}
+def _train(job) -> dict:
+    from ..train.commands import train_model
+    from .points import apply_layer_widths
+
+    def run(out):
+        return train_model(
+            _task_of(job), out_dir=out, init=job["init"], qat_epochs=job["qat_epochs"],
+            qat_lr=job["qat_lr"], batch_size=job["batch_size"], seed=job["seed"],
+            widths=job["widths"], dropout=job["dropout"], progress=False,
+            calib_samples=job["calib_samples"], name=job["name"], augment=job["augment"],
+            calib=job["calib"], calib_percentile=job["calib_percentile"],
+            equalize=job["equalize"], abar_form=job["abar_form"],
+            adjust_config=lambda data: apply_layer_widths(data, job["layer_values"]))
+    metrics = _trained_dir(job, run)
+    shutil.rmtree(Path(job["work"]) / "checkpoints", ignore_errors=True)   # weights: the npz
+    return {"model_dir": Path(job["work"]).name,
+            **{k: metrics[k] for k in ("float_acc", "ptq_acc", "qat_acc")},
+            "train_seconds": metrics["total_seconds"]}
+
+
+_RUNNERS = {"float_train": _float_train, "train": _train, "estimate": _estimate, "quality": _quality, "synth": _synth}
 
 
 def run_job(job: dict) -> dict:
