@@ -71,11 +71,14 @@ CALIBRATION_SEED = 0xCA11B
 CALIBRATION_SEED_2 = 0xCA11C
 #: block-RAM designs (``hardware.storage = "memory"``, states and per-state weights in memories)
 HOLDOUT_MEMORY_SEED = 0x401D2
+#: networks the size of trained ones (block RAM, a state format per state)
+HOLDOUT_LARGE_SEED = 0x401D3
 CALIBRATION_MEMORY_SEED = 0xCA11D
 #: per set, its batches: (seed, name prefix, single layers, whole networks, storage)
 BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4, "registers"),
                        (HOLDOUT_SEED_2, "hol2", 0, 4, "registers"),
-                       (HOLDOUT_MEMORY_SEED, "holm", 8, 4, "memory")],
+                       (HOLDOUT_MEMORY_SEED, "holm", 8, 4, "memory"),
+                       (HOLDOUT_LARGE_SEED, "holl", 0, 4, "memory-large")],
            "calibration": [(CALIBRATION_SEED, "cal", 16, 6, "registers"),
                            (CALIBRATION_SEED_2, "cal2", 16, 2, "registers"),
                            (CALIBRATION_MEMORY_SEED, "calm", 10, 4, "memory")]}
@@ -161,17 +164,22 @@ def random_layer_config(rng: random.Random, name: str, storage: str = "registers
 def random_network_config(rng: random.Random, name: str, storage: str = "registers") -> dict:
     """A random small whole-network config (TOML structure; its weights come from
     :func:`network_weights`). ``storage = "memory"``: more modes per channel, folded layers
-    in block RAM."""
+    in block RAM; ``"memory-large"``: a network the size of a trained one (8 to 24 channels,
+    two layers of 32 to 256 states in block RAM, a format per state as ``ssmgen train``'s
+    calibration gives)."""
+    large = storage == "memory-large"
+    storage = "memory" if large else storage
     def q(lo=4, hi=12, int_lo=-2, int_hi=4, overflow=None):
         width = rng.randint(lo, hi)
         return {"format": f"fixed<{width},{rng.randint(int_lo, min(int_hi, width))}>",
                 "rounding": rng.choice(ROUNDINGS), "overflow": overflow or rng.choice(OVERFLOWS)}
     kind = rng.choice(["s4d", "s5"])
-    channels = rng.randint(1, 4)
+    channels = rng.randint(8, 24) if large else rng.randint(1, 4)
     memory = storage == "memory"
-    modes = rng.randint(2, 8) if memory else rng.randint(1, 2)
-    states = channels * modes if kind == "s4d" else rng.randint(*((4, 32) if memory else (2, 4)))
-    layers = rng.randint(1, 2)
+    modes = rng.randint(4, 12) if large else rng.randint(2, 8) if memory else rng.randint(1, 2)
+    states = channels * modes if kind == "s4d" else rng.randint(
+        *((32, 256) if large else (4, 32) if memory else (2, 4)))
+    layers = 2 if large else rng.randint(1, 2)
     model = {"kind": kind, "channels": channels}
     model["state_size" if kind == "s4d" else "states"] = 2 * modes if kind == "s4d" else states
     abar = {"format": f"fixed<{rng.randint(6, 12)},1>", "overflow": "saturate",
@@ -201,6 +209,11 @@ def random_network_config(rng: random.Random, name: str, storage: str = "registe
     }
     if rng.random() < 0.3:
         data["network"]["quant"]["logits"] = q(6, 12, 1, 4)
+    if large:
+        data["network"].update(steps=rng.randint(16, 64), classes=rng.randint(4, 10))
+        top = int(state["format"].split(",")[1].rstrip(">"))
+        data["network"]["state_int_bits"] = [[rng.randint(top - 4, top) for _ in range(states)]
+                                             for _ in range(layers)]
     return data
 
 

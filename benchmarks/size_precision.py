@@ -146,7 +146,9 @@ def main(argv=None):
         lines.append(f"| {m} ({args.channels * m}) | {100 * floats[m]:.1f} | " + " | ".join(
             f"{100 * cells[f'{m},{w}']['qat']:.1f} / {cells[f'{m},{w}']['weight_bits'] / 1000:.1f}"
             for w in widths) + " |")
-    lines += ["", "![accuracy over state size and width](size_precision.png)", ""]
+    lines += ["", "![accuracy over state size and width](size_precision.png)", "",
+              "The heat map is the sweep's own (`quality_heatmap.png`): `states` is the config's "
+              "state_size N, i.e. 2 x the modes per channel.", ""]
     (out / "size_precision.md").write_text("\n".join(lines))
     log(f"wrote {out / 'size_precision.md'}")
 

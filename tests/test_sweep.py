@@ -70,6 +70,7 @@ steps = 48
     ({"base": {"config": "missing.toml"}}, "base.config:"),
     ({"base": {}}, "base: give exactly one of base.config"),
     ({"training": {"qat_epochs": 1}}, "training: applies to a MODEL_DIR base"),
+    ({"strategy": {"place": "yes"}}, "strategy.place: 'yes' is not allowed"),
     ({"axes": {"states": [0]}}, "axes.states: 0 is not allowed"),
 ])
 def test_bad_sweep_files_name_the_field(edit, message, tmp_path):

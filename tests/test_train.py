@@ -388,6 +388,13 @@ def test_sfreq_task_is_deterministic_and_balanced():
         load_task("mnist")
 
 
+def _model_sweep(model_dir, axes: str, extra: str = "") -> str:
+    """A sweep file over ``model_dir``: ``axes`` (TOML lines), no device limits, no synthesis,
+    accuracy on 40 test sequences; ``extra``: more sections."""
+    return (f'[base]\nmodel = "{model_dir}"\n[axes]\n{axes}\n[constraints]\nfit_device = false\n'
+            f'[strategy]\nsynthesize = "none"\n[quality]\ntest_subset = 40\n{extra}')
+
+
 def test_sweep_over_a_trained_model(model_dir, tmp_path):
     """`ssmgen sweep` with a MODEL_DIR base: each point is PTQ of the model at its widths
     (formats calibrated anew), its accuracy the golden network's on the test split; a per-layer
@@ -399,19 +406,8 @@ def test_sweep_over_a_trained_model(model_dir, tmp_path):
     from ssmgen.sweep.runner import run_sweep
     from ssmgen.train.tasks import load_task
     sweep_file = tmp_path / "sweep.toml"
-    sweep_file.write_text(f'''
-[base]
-model = "{model_dir}"
-[axes]
-width = [3, 8]
-"width.layers.0.state" = [6, 10]
-[constraints]
-fit_device = false
-[strategy]
-synthesize = "none"
-[quality]
-test_subset = 40
-''')
+    sweep_file.write_text(_model_sweep(model_dir,
+                                       'width = [3, 8]\n"width.layers.0.state" = [6, 10]'))
     results = run_sweep(load_sweep(sweep_file), tmp_path / "out", workers=1,
                         show_progress=False, say=lambda _: None)
     rows = {(r["axis.width"], r["axis.width.layers.0.state"]): r for r in results["points"]}
@@ -441,23 +437,8 @@ def test_sweep_trains_its_points(model_dir, tmp_path):
     from ssmgen.sweep.runner import run_sweep
     from ssmgen.train.tasks import load_task
     sweep_file = tmp_path / "sweep.toml"
-    text = f'''
-[base]
-model = "{model_dir}"
-[axes]
-width = [4, 8]
-channels = [4, 2]
-lanes = [1, 2]
-[constraints]
-fit_device = false
-[strategy]
-synthesize = "none"
-[quality]
-test_subset = 40
-[training]
-qat_epochs = 1
-epochs = 1
-'''
+    text = _model_sweep(model_dir, "width = [4, 8]\nchannels = [4, 2]\nlanes = [1, 2]",
+                        "[training]\nqat_epochs = 1\nepochs = 1\n")
     sweep_file.write_text(text)
 
     def sweep():
@@ -510,7 +491,8 @@ epochs = 1
     shutil.copytree(model_dir, old)
     del metrics["hyper"]
     (old / "metrics.json").write_text(json.dumps(metrics))
-    sweep_file.write_text(text.replace(str(model_dir), str(old)).replace("\nepochs = 1\n", "\n"))
+    without_epochs = text.replace("\nepochs = 1\n", "\n")
+    sweep_file.write_text(without_epochs.replace(str(model_dir), str(old)))
     with pytest.raises(ConfigError, match="training.qat_lr: .* does not record it"):
         sweep()
 

@@ -50,6 +50,9 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     synthesize = "candidates"         # candidates: the points that can still be on the Pareto
                                       # front (fit: the best ones until one is confirmed);
                                       # all; none (estimates only)
+    place = "auto"                    # nextpnr after Yosys: true; false (cell counts only, no
+                                      # Fmax); auto: when an objective or a constraint needs
+                                      # Fmax (timesteps_per_s, min_timesteps_per_s)
 
     [quality]                         # how quality is measured
     stimulus = "smooth"               # layer: full-range | smooth | extremes | a .npy of real
@@ -132,6 +135,7 @@ class Strategy:
     samples: int | None = None
     seed: int = 0
     synthesize: str = "candidates"
+    place: str | bool = "auto"
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,15 @@ class SweepConfig:
     @property
     def grid_size(self) -> int:
         return math.prod(len(values) for values in self.axes.values())
+
+    @property
+    def place(self) -> bool:
+        """Whether synthesis places and routes (for Fmax): ``strategy.place``, or when "auto"
+        whether an objective or a constraint needs Fmax."""
+        if self.strategy.place != "auto":
+            return self.strategy.place
+        return ("timesteps_per_s" in self.objectives
+                or self.constraints.min_timesteps_per_s is not None)
 
 
 def _values(table, axis) -> list:
@@ -323,7 +336,7 @@ def _constraints(table) -> Constraints:
 
 def _strategy(table) -> Strategy:
     where = "strategy"
-    reject_unknown(table, ("kind", "samples", "seed", "synthesize"), where)
+    reject_unknown(table, ("kind", "samples", "seed", "synthesize", "place"), where)
     kind = choice_field(table, "kind", where, STRATEGIES, "grid")
     samples = None
     if kind in ("random", "optuna"):
@@ -341,7 +354,11 @@ def _strategy(table) -> Strategy:
         except ImportError:
             raise ConfigError("strategy.kind: \"optuna\" needs the [sweep] extra "
                               "(pip install 'ssmgen[sweep]')") from None
-    return Strategy(kind, samples, seed, synthesize)
+    place = table.get("place", "auto")
+    if place not in ("auto", True, False) or isinstance(place, int) and not isinstance(place, bool):
+        raise ConfigError(f"{where}.place: {place!r} is not allowed; allowed: true, false, "
+                          f"\"auto\"")
+    return Strategy(kind, samples, seed, synthesize, place)
 
 
 def _quality(table, base: Base, folder: Path) -> Quality:

@@ -144,6 +144,7 @@ class PointMaker:
         self.unsaved: dict[str, dict] = {}     #: checked configs not yet in the cache
         self.base_id = base.identity()
         self.quality_settings = dict(sweep.quality.__dict__)
+        self.place = sweep.place
         self.seen: dict[str, int] = {}
         self.count = 0
 
@@ -201,7 +202,7 @@ class PointMaker:
                                                    "quality": self.quality_settings,
                                                    **identity}),
             "synth": ResultCache.key("synth", {"config": ident, "target": point.target,
-                                               **identity}),
+                                               "place": self.place, **identity}),
         })
 
     def float_job(self, point: Point) -> dict:
@@ -469,7 +470,7 @@ def run_sweep(sweep: SweepConfig, out_dir, *, workers: int | None = None, dask: 
 
         def synth_job(p):
             return {"stage": "synth", "config": p.config, "target": p.target,
-                    "work": str(out_dir / "work" / p.keys["synth"][:16])}
+                    "place": sweep.place, "work": str(out_dir / "work" / p.keys["synth"][:16])}
 
         if synthesize == "all":
             _run_stage("synth", live, synth_job, **run)
@@ -603,7 +604,7 @@ def _results(sweep: SweepConfig, base, points: list[Point], synthesize: str,
                             **{f"max_{k}": v for k, v in sweep.constraints.max.items()},
                             "min_timesteps_per_s": sweep.constraints.min_timesteps_per_s,
                             "min_quality": sweep.constraints.min_quality},
-            "strategy": sweep.strategy.__dict__, "synthesize": synthesize,
+            "strategy": sweep.strategy.__dict__, "synthesize": synthesize, "place": sweep.place,
             "quality_settings": sweep.quality.__dict__, "reference_input_format": reference_format,
             "points": rows, "pareto": sorted(front), "fit": fit,
             "counts": {"points": len(rows),

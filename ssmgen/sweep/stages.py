@@ -15,8 +15,8 @@ of a plain dict (a *job*), so that a process pool or a Dask worker can run it an
   |error|) against the float model on the job's real inputs (the same for every point, so a
   point with a narrower input format sees them saturate as a real signal would), a network's
   accuracy on its task's test split;
-* ``synth`` (seconds to minutes): Yosys and nextpnr (``synth/flow.py``): cells, Fmax and the
-  timesteps per second they give.
+* ``synth`` (seconds to minutes): Yosys (``synth/flow.py``): cells; and nextpnr where the
+  sweep needs Fmax (``SweepConfig.place``): Fmax and the timesteps per second it gives.
 
 A job never raises: an exception comes back as ``{"error": "..."}``, so one point's failure
 is recorded and the sweep goes on.
@@ -94,7 +94,8 @@ def _synth(job) -> dict:
     design = _design(job)
     work = Path(job["work"])
     try:
-        report = design.synthesize(job["target"], work, place=True, progress=lambda _: None)
+        report = design.synthesize(job["target"], work, place=job["place"],
+                                   progress=lambda _: None)
     finally:
         shutil.rmtree(work / "work", ignore_errors=True)     # keep report.json, not the netlists
     acc = report["accelerator"]
