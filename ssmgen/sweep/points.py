@@ -169,8 +169,9 @@ class ModelBase:
     """A trained MODEL_DIR as the base: points quantize its weights anew (PTQ) for their widths
     and set their hardware; accuracy is measured on the task's test split. With
     ``[training]`` (``qat_epochs``) or a size axis (``states``, ``channels``) a point is
-    trained first (:meth:`train_job`, the sweep's ``train`` stage): QAT from the base's float
-    model at the point's widths, or float training at its size followed by PTQ/QAT; its config
+    trained first: a point of another size gets a float model of its size (:meth:`float_job`,
+    the ``float_train`` stage), then every trained point PTQ and QAT at its widths from its
+    float model, the base's or its size's (:meth:`train_job`, the ``train`` stage); its config
     is then the trained model's (:meth:`trained_config_data`)."""
     kind = "model"
 
