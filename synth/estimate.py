@@ -407,12 +407,10 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
 
     feeds_ff = {}                   # AssignmentList -> the flip-flop it drives
     async_read = set()              # memories read by an asynchronous port
-    written = set()                 # memories with a write port (not ROMs)
+    written = _memory_writes(cells)     # memories with a write port (not ROMs)
     for index, cell in enumerate(cells):
         if isinstance(cell, _nir.AsyncReadPort):
             async_read.add(cell.memory)
-        if isinstance(cell, _nir.SyncWritePort):
-            written.add(cell.memory)
         for value in operands(cell):
             for source in {net.cell for net in value if net.is_cell}:
                 users.setdefault(source, set()).add(index)
@@ -452,14 +450,11 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
     if isinstance(fragment, _Elaborated):
         wiring, live = fragment.wiring, fragment.live
 
-        def nlive(index, width):
-            """Output bits of a cell that are logic Yosys keeps: live, and not wiring."""
-            count = 0
-            for bit in range(width):
-                net = _nir.Net.from_cell(index, bit)
-                if net in live and net not in wiring:
-                    count += 1
-            return count
+        def kept_bit(index, bit):
+            """Whether output bit ``bit`` of a cell is logic Yosys keeps: live, not wiring."""
+            net = _nir.Net.from_cell(index, bit)
+            return net in live and net not in wiring
+
         def distinct(value):
             """Bits of an operand that carry a signal: distinct nets, constants and copies
             (sign extension, wiring) left out."""
@@ -467,11 +462,15 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
     else:
         wiring = {}
 
-        def nlive(index, width):
-            return width
+        def kept_bit(index, bit):
+            return True
 
         def distinct(value):
             return _used_bits(value)
+
+    def nlive(index, width):
+        """Output bits 0..width-1 of a cell that are logic Yosys keeps."""
+        return sum(kept_bit(index, bit) for bit in range(width))
 
     def alive(index):
         return int(nlive(index, 1) > 0)
@@ -551,7 +550,7 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
                             for u in users.get(index, ()))
                 select = max(1, (words - 1).bit_length()) + gated
                 for bit in range(cell.width):
-                    if nlive(index, bit + 1) == nlive(index, bit):
+                    if not kept_bit(index, bit):
                         continue                          # a bit nothing reads
                     sources = {_canonical(wiring, cell.value[w * cell.stride + bit])
                                for w in range(words) if w * cell.stride + bit < len(cell.value)}
@@ -564,7 +563,7 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
             ff = feeds_ff.get(index)
             enable = ff is not None and list(cell.default) == [
                 _nir.Net.from_cell(ff, bit) for bit in range(len(cell.default))]
-            kept = [nlive(index, bit + 1) - nlive(index, bit) for bit in range(len(cell.default))]
+            kept = [int(kept_bit(index, bit)) for bit in range(len(cell.default))]
             for i, assignment in enumerate(cell.assignments):
                 bits = sum(kept[assignment.start:assignment.start + len(assignment.value)])
                 if assignment.cond.is_cell and assignment.cond.cell in rst_conds:
@@ -583,8 +582,10 @@ def _netlist_features(fragment, memories: list | None = None) -> dict:
             width = cell.width
             if index not in written:
                 init = [int(word) for word in cell.init]
-                width = sum(len({(word >> bit) & 1 for word in init}) > 1
-                            for bit in range(cell.width))
+                varying = 0
+                for word in init:
+                    varying |= word ^ init[0]
+                width = bin(varying).count("1")
             if width:
                 memories.append({"width": width, "depth": cell.depth,
                                  "block": dict(cell.attributes).get("rom_style") == "block",
@@ -867,6 +868,17 @@ def _extends(nets: tuple, operand: tuple) -> bool:
 _TRIMMED_OPERATORS = ("+", "-", "*", "&", "|", "^", "~", "m")
 
 
+def _memory_writes(cells) -> dict:
+    """{memory cell index: the nets its write ports read (data, address, enable, clock)}; a
+    memory without a write port (a ROM) is not a key."""
+    from amaranth.hdl import _nir
+    written: dict = {}
+    for cell in cells:
+        if isinstance(cell, _nir.SyncWritePort):
+            written.setdefault(cell.memory, []).extend(cell.input_nets())
+    return written
+
+
 def _trimmed_widths(netlist, wiring: dict) -> dict:
     """{cell index: output bits kept} after Yosys's coarse passes, which decide the multipliers'
     widths before ``mul2dsp``: ``opt_clean`` removes a cell nothing reads, ``wreduce`` drops the
@@ -892,10 +904,7 @@ def _trimmed_widths(netlist, wiring: dict) -> dict:
 
     # a memory passes what its write ports store on to its read ports: a value written into
     # block RAM (a state, in memory storage) is read through the memory, not by the write port
-    written: dict = {}                                   # memory cell -> nets of its writes
-    for cell in cells:
-        if isinstance(cell, _nir.SyncWritePort):
-            written.setdefault(cell.memory, []).extend(cell.input_nets())
+    written = _memory_writes(cells)                      # memory cell -> nets of its writes
     for index, cell in enumerate(cells):
         if isinstance(cell, _nir.Top):
             read(-2, cell.input_nets())                  # the output ports: always read
