@@ -612,6 +612,8 @@ def test_noise_aware_qat_trains_and_records_its_noise(model_dir, tmp_path):
     metrics = _qat_from(model_dir, tmp_path / "noisy", "--qat-epochs", "1",
                         "--qat-noise-weight", "0.02", "--qat-noise-state", "0.01")
     assert metrics["qat_noise"] == {"weight": 0.02, "state": 0.01, "seed": 0}
+    # fine-tuned from --init: no float recipe of its own to retrain other sizes with
+    assert metrics["hyper"]["epochs"] is None and metrics["hyper"]["lr"] is None
 
 
 def test_mnist1d_task_is_generated_offline_and_deterministic():

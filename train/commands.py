@@ -87,8 +87,10 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics = {"task": task.name, "seed": seed, "augment": augment is not None,
                "train_samples": len(task.x_train),
                "test_samples": len(task.x_test),
-               # what retraining this model at another size or width needs (ssmgen sweep)
-               "hyper": {"epochs": epochs, "lr": lr, "qat_lr": qat_lr,
+               # what retraining this model at another size or width needs (ssmgen sweep);
+               # a model fine-tuned from --init records no float recipe of its own
+               "hyper": {"epochs": epochs if init is None else None,
+                         "lr": lr if init is None else None, "qat_lr": qat_lr,
                          "batch_size": batch_size, "dropout": dropout}}
 
     def built(data: dict) -> dict:

@@ -355,7 +355,7 @@ def _strategy(table) -> Strategy:
             raise ConfigError("strategy.kind: \"optuna\" needs the [sweep] extra "
                               "(pip install 'ssmgen[sweep]')") from None
     place = table.get("place", "auto")
-    if place not in ("auto", True, False) or isinstance(place, int) and not isinstance(place, bool):
+    if not (place == "auto" or isinstance(place, bool)):
         raise ConfigError(f"{where}.place: {place!r} is not allowed; allowed: true, false, "
                           f"\"auto\"")
     return Strategy(kind, samples, seed, synthesize, place)

@@ -316,7 +316,8 @@ class ModelBase:
         if value is None:
             raise ConfigError(f"training.{key}: {self.path / 'metrics.json'} does not record "
                               f"it (a MODEL_DIR written before ssmgen recorded its training "
-                              f"settings); give it in [training]")
+                              f"settings, or fine-tuned from --init, whose float training "
+                              f"was not its own); give it in [training]")
         return value
 
     def float_job(self, values: dict, work) -> dict:

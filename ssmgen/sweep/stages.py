@@ -106,9 +106,10 @@ def _synth(job) -> dict:
     return out
 
 
-def _trained_dir(job, run) -> Path:
+def _train_atomically(job, run) -> dict:
     """Run ``run(out_dir)`` (``train_model``, quiet) into a ``.partial`` folder beside the
-    job's ``work`` folder, then rename it: a trained model is complete or absent, never half."""
+    job's ``work`` folder, then rename it: a trained model is complete or absent, never half.
+    Returns ``run``'s metrics."""
     work = Path(job["work"])
     partial = work.with_name(work.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -127,7 +128,7 @@ def _task_of(job):
 def _float_train(job) -> dict:
     from ..train.commands import train_model
     meta = job["meta"]
-    metrics = _trained_dir(job, lambda out: train_model(
+    metrics = _train_atomically(job, lambda out: train_model(
         _task_of(job), out_dir=out, kind=meta["kind"], channels=meta["channels"],
         modes=meta["modes"], layers=meta["layers"], epochs=job["epochs"], qat_epochs=0,
         lr=job["lr"], batch_size=job["batch_size"], seed=job["seed"], widths=job["widths"],
@@ -150,14 +151,15 @@ def _train(job) -> dict:
             calib=job["calib"], calib_percentile=job["calib_percentile"],
             equalize=job["equalize"], abar_form=job["abar_form"],
             adjust_config=lambda data: apply_layer_widths(data, job["layer_values"]))
-    metrics = _trained_dir(job, run)
+    metrics = _train_atomically(job, run)
     shutil.rmtree(Path(job["work"]) / "checkpoints", ignore_errors=True)   # weights: the npz
     return {"model_dir": Path(job["work"]).name,
             **{k: metrics[k] for k in ("float_acc", "ptq_acc", "qat_acc")},
             "train_seconds": metrics["total_seconds"]}
 
 
-_RUNNERS = {"float_train": _float_train, "train": _train, "estimate": _estimate, "quality": _quality, "synth": _synth}
+_RUNNERS = {"float_train": _float_train, "train": _train, "estimate": _estimate,
+            "quality": _quality, "synth": _synth}
 
 
 def run_job(job: dict) -> dict:
