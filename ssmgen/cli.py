@@ -205,6 +205,10 @@ def format_board_report(report: dict) -> str:
         verdict = "met" if report["timing_met"] else "NOT MET: the bitstream may misbehave"
         lines.append(f"  Fmax {report['fmax_mhz']} MHz for a {report['clock_mhz']:g} MHz clock: "
                      f"timing {verdict}")
+    if "sequences_per_s" in report:
+        rates = report["sequences_per_s"]
+        lines.append(f"  sequences/s: {rates['compute']:g} compute bound, {rates['link']:g} link "
+                     f"bound, {rates['stop_and_wait']:g} one CLASSIFY frame at a time")
     return "\n".join(lines)
 
 

@@ -298,7 +298,7 @@ def test_model_and_weights_fields(path, value, fragments):
     ("quant.gamma", ["quant: unknown key(s) gamma", "abar", "state_acc", "abar_stability"]),
     ("quant.abar.sign", ["quant.abar: unknown key(s) sign", "allowed: format, int_bits, overflow, rounding"]),
     ("quant.state.frac_bits", ["quant.state: unknown key(s) frac_bits"]),
-    ("hardware.dsp", ["hardware: unknown key(s) dsp", "allowed: complex_multipliers, dsp_products, lanes"]),
+    ("hardware.dsp", ["hardware: unknown key(s) dsp", "allowed: complex_multipliers, dsp_products, fold_layers, lanes"]),
 ])
 def test_unknown_keys(path, fragments):
     rejects(with_(valid(), path, 1), *fragments)

@@ -309,3 +309,51 @@ def test_layer_quant_gives_each_layer_its_formats(tmp_path):
     assert config.layer(1).quant.bbar == config.quant.bbar
     qnet = quantize_network(config, weights)
     assert qnet.layers[1].config.quant.c.format.width == 4
+
+
+def _fold_dict(**hardware):
+    """A two-layer s4d network of 2 channels x 8 modes (G = 16 with one lane), with
+    ``hardware.fold_layers`` and the given hardware fields."""
+    data = network_dict(random.Random(2), kind="s4d", H=2, modes=8, layers=2, inputs=1,
+                        classes=2, steps=4)
+    data["hardware"] = {"lanes": 1, "storage": "memory", "fold_layers": True, **hardware}
+    return data
+
+
+@pytest.mark.parametrize("patch,message", [
+    (lambda d: d.pop("network"), "hardware.fold_layers: folds the layers of a network; this "
+                                 "config has no [network]"),
+    (lambda d: d["hardware"].update(fold_layers=1), "hardware.fold_layers: must be true or false"),
+    (lambda d: d["hardware"].update(storage="registers"),
+     "hardware.fold_layers: needs hardware.storage = \"memory\""),
+    (lambda d: d["model"].update(channels=4) or d["hardware"].update(lanes=16),
+     "hardware.fold_layers: needs hardware.lanes dividing the 8 modes per channel"),
+    (lambda d: d["network"].update(layers=3, state_int_bits=None) or d["network"].pop(
+        "state_int_bits"), "hardware.fold_layers: folds exactly 2 layers today"),
+    (lambda d: d["network"].update(layer_quant={"1": {"state": {"format": "fixed<8,2>"}}}),
+     "network.layer_quant.1 gives layer 1 its own"),
+    (lambda d: d["hardware"].update(lanes=4),
+     "hardware.fold_layers: a layer-1 beat would be ready 24 cycles after its layer-0 beat, "
+     "later than its turn 3 x P / lanes = 12"),
+])
+def test_bad_fold_layers_config_names_the_field(patch, message):
+    patch(data := _fold_dict())
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+
+
+def test_fold_layers_changes_the_hash_only_where_set():
+    """Configs without ``hardware.fold_layers`` keep the model hash they had before the option
+    existed (it is left out of the identity when false); folding changes the circuit, so it
+    changes the hash."""
+    from ssmgen.spec.hashing import model_hash
+    config = parse_config(_fold_dict())
+    weights = random_network_weights(np.random.default_rng(0), config)
+    folded = quantize_network(config, weights)
+    plain = quantize_network(parse_config(_fold_dict(fold_layers=False)), weights)
+    assert "fold_layers" not in plain.identity()["hardware"]
+    assert folded.identity()["hardware"]["fold_layers"] is True
+    assert model_hash(folded) != model_hash(plain)
+    np.testing.assert_array_equal(run_integer_network(folded, np.zeros((1, 4, 1), np.int64)),
+                                  run_integer_network(plain, np.zeros((1, 4, 1), np.int64)))

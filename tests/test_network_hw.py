@@ -153,6 +153,37 @@ def test_memory_storage_and_dsp_budget_match_golden_with_stalls(case_index):
     assert sorted(used, reverse=True) == costs[:budget]
 
 
+#: Folded layers (hardware.fold_layers): both layers on one two-bank SSMLayer and one two-bank
+#: mixing unit; a DSP budget, per-mode state formats, two inputs, one-beat sequences, two lanes.
+FOLD_CASES = [
+    dict(kind="s4d", H=2, modes=8, layers=2, inputs=1, classes=3, steps=3, lanes=1,
+         hardware={"fold_layers": True, "storage": "memory", "dsp_products": 3}),
+    dict(kind="s4d", H=3, modes=8, layers=2, inputs=2, classes=4, steps=4, lanes=1,
+         explicit_state=True, activation="relu",
+         hardware={"fold_layers": True, "storage": "memory"}),
+    dict(kind="s4d", H=2, modes=16, layers=2, inputs=1, classes=2, steps=1, lanes=2,
+         activation="identity", hardware={"fold_layers": True, "storage": "memory"}),
+]
+
+
+@pytest.mark.parametrize("case_index", range(len(FOLD_CASES)))
+def test_folded_layers_match_golden_with_stalls(case_index):
+    """Two layers taking turns on one datapath: bit-exact with the golden network under random
+    idle cycles and back-pressure, with one SSMLayer (two banks) and one mixing unit."""
+    seed = SEED + 60 + case_index
+    qnet = build_network(FOLD_CASES[case_index], seed)
+    u = random_inputs(qnet, 4, seed)
+    want = run_integer_network(qnet, u)
+    got, preds, _, _, dut = simulate_network(qnet, u, seed=seed, idle=0.3, stall=0.4)
+    np.testing.assert_array_equal(got, want, err_msg=f"case {case_index} (seed {seed})")
+    np.testing.assert_array_equal(preds, predict(want))
+    assert dut.fold_layers and len(dut.layers) == len(dut.mixers) == 1
+    assert dut.layers[0].banks == dut.mixers[0].banks == 2
+    assert dut.cycles_per_timestep == 2 * dut.beat_cycles
+    summary = dut.hardware_summary()
+    assert summary["fold_layers"] and summary["cycles_per_timestep"] == 2 * dut.beat_cycles
+
+
 def mixed_precision(qnet, seed: int):
     """The same network with each layer's own formats (``network.layer_quant``): layer 1 gets
     a narrower state, Bbar, C and a polar Abar; layer 0 a narrow explicit state accumulator."""
@@ -189,7 +220,7 @@ def test_mixed_precision_per_layer_matches_golden():
     assert Design.from_quantized(qnet).manifest["layer_formats"] == formats
 
 
-@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 6, 7, 8)] + BUDGET_CASES)
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 6, 7, 8)] + BUDGET_CASES + FOLD_CASES)
 def test_full_rate_throughput_and_latency(case):
     """Without stalls the accelerator takes one beat every cycles_per_timestep cycles, and each
     output follows its sequence's last beat after exactly ``latency`` cycles."""
@@ -198,7 +229,8 @@ def test_full_rate_throughput_and_latency(case):
     u = random_inputs(qnet, 3, seed)
     got, _, in_cycles, out_cycles, dut = simulate_network(qnet, u, seed=seed)
     np.testing.assert_array_equal(got, run_integer_network(qnet, u), err_msg=f"seed {seed}")
-    assert dut.cycles_per_timestep == dut.layers[0].cycles_per_timestep
+    layer_turns = 2 if dut.fold_layers else 1        # folded: each layer takes a beat
+    assert dut.cycles_per_timestep == dut.layers[0].cycles_per_timestep * layer_turns
     assert np.all(np.diff(in_cycles) == dut.cycles_per_timestep), in_cycles
     steps = qnet.network.steps
     lasts = in_cycles[steps - 1::steps]
@@ -238,10 +270,14 @@ RTL_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=4, steps=3
                 explicit_state=True, activation="relu")
 #: The same in block RAM with two multipliers, the other products in logic.
 RTL_MEMORY_CASE = dict(RTL_CASE, hardware={"storage": "memory", "dsp_products": 2})
+#: Folded layers (G = 8 x 2 / 1 = 16 cycles a layer beat), per-mode state formats.
+RTL_FOLD_CASE = dict(RTL_CASE, modes=8, lanes=1,
+                     hardware={"storage": "memory", "dsp_products": 2, "fold_layers": True})
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE], ids=["registers", "memory"])
+@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE, RTL_FOLD_CASE],
+                         ids=["registers", "memory", "folded"])
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_generated_network_matches_golden_under_cocotb(simulator, case, tmp_path, rtl_simulator):
     """Generated Verilog == golden logits and predictions with random stalls on both streams;

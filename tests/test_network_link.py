@@ -34,6 +34,7 @@ from ssmgen.design import Design
 from ssmgen.golden.discretize import random_network_weights
 from ssmgen.golden.network import predict, run_integer_network
 from ssmgen.golden.quantize import load_model, quantize_network
+from ssmgen.hw.datapath.network import logits_width
 from ssmgen.hw.link.board_top import BoardCore
 from ssmgen.hw.link.network_controller import NetworkLinkController
 from ssmgen.sim.board.transport import BoardSimTransport
@@ -470,7 +471,31 @@ def check_network_build(tmp_path, config, code, out, board_name):
     assert 0 < report["resources"]["dsps"] <= report["capacity"]["dsps"]
     if report["fmax_valid"]:
         assert report["timing_met"] and f"Fmax {report['fmax_mhz']} MHz" in out
+    check_sequence_rates(report, Design.load(config))
+    assert f"sequences/s: {report['sequences_per_s']['compute']:g} compute bound" in out
     return report
+
+
+def check_sequence_rates(report, design):
+    """The report's sequences per second from first principles: the accelerator's cycles, and
+    the wire bytes of real CLASSIFY frames of max_batch timesteps and their responses (the
+    report counts COBS's worst case, at most one byte more per frame)."""
+    net, steps, batch = design.quantized, design.quantized.network.steps, report["max_batch"]
+    rates, clock = report["sequences_per_s"], report["clock_mhz"] * 1e6
+    assert rates["compute"] == pytest.approx(clock / (steps * report["cycles_per_timestep"]),
+                                             abs=0.05)
+    cfg = net.network
+    u = np.full((batch, cfg.inputs), -1, dtype=np.int64)          # no zero bytes for COBS
+    request = P.encode_frame(Cmd.CLASSIFY, 1, P.pack_classify(0, u, cfg.input.format.width))
+    results = max(1, batch // steps)
+    response = P.encode_frame(Cmd.CLASSIFY_RESP, 1, P.pack_classify_response(
+        0, [1] * results, np.full((results, cfg.classes), -1), logits_width(design.quantized)))
+    seconds = 10 * (len(request) + len(response)) / report["baud"]
+    assert rates["link"] == pytest.approx(batch / steps / seconds, rel=0.02)
+    assert rates["link"] <= batch / steps / seconds + 0.05
+    compute = ((batch - 1) * report["cycles_per_timestep"] + report["latency_cycles"]) / clock
+    assert rates["stop_and_wait"] == pytest.approx(batch / steps / (seconds + compute), rel=0.02)
+
 
 
 def test_build_checks_a_network_before_any_tool_runs(tmp_path, capsys):

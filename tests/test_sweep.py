@@ -60,6 +60,7 @@ steps = 48
     ({"axes": {"target": ["virtex"]}}, "axes.target: 'virtex' is not allowed"),
     ({"axes": {"storage": ["bram"]}}, "axes.storage: 'bram' is not allowed"),
     ({"axes": {"dsp_products": [-1]}}, "axes.dsp_products: -1 is not allowed"),
+    ({"axes": {"fold_layers": [1]}}, "axes.fold_layers: 1 is not allowed; allowed: true, false"),
     ({"axes": {"rho_bits": [4]}}, "axes.rho_bits: applies to polar points only"),
     ({"constraints": {"max_gates": 10}}, "constraints: unknown key(s) max_gates"),
     ({"objectives": {"names": ["speed"]}}, "objectives.names: 'speed' is not allowed"),
@@ -104,8 +105,10 @@ def test_points_are_the_configs_they_stand_for():
     assert quant["state"]["format"] == "fixed<12,4>"         # width.state overrides width
     assert quant["d"]["format"] == "fixed<6,2>"
     assert data["hardware"] == {"lanes": 2, "complex_multipliers": 4, "loop_stages": "auto"}
-    hardware = base.config_data({"storage": "memory", "dsp_products": 8})["hardware"]
+    hardware = base.config_data({"storage": "memory", "dsp_products": 8,
+                                 "fold_layers": True})["hardware"]
     assert hardware["storage"] == "memory" and hardware["dsp_products"] == 8
+    assert hardware["fold_layers"] is True
     polar = base.config_data({"abar_form": "polar", "width": 6})["quant"]["abar"]
     assert polar["form"] == "polar" and polar["rho_bits"] == 4 and polar["theta_bits"] == 6
     assert polar["format"] == "fixed<16,1>"      # a polar Abar keeps a wide decoded format

@@ -53,6 +53,27 @@ def widths_from_bits(*, weights: int, state: int, activations: int, abar: int | 
                           pool=activations, encoder_bias=bias, mix_bias=bias, decoder_bias=bias)
 
 
+def _hardware_options(args):
+    """``--dsp-products`` / ``--fold-layers`` as an ``adjust_config`` hook that writes them into
+    every config's ``[hardware]`` (None: neither given). They change the circuit, not the
+    arithmetic, so PTQ and QAT see the same numbers either way; each config is validated with
+    them, so a bad combination stops the run before training."""
+    extra = {}
+    if args.dsp_products is not None:
+        if args.dsp_products < 0:
+            raise ConfigError(f"--dsp-products: must be >= 0, not {args.dsp_products}")
+        extra["dsp_products"] = args.dsp_products
+    if args.fold_layers:
+        # the rest (lanes, timing) is checked with the first config, after float training
+        if args.kind != "s4d" or args.layers != 2:
+            raise ConfigError(f"--fold-layers: folds two s4d layers, not --kind {args.kind} "
+                              f"--layers {args.layers}")
+        extra["fold_layers"] = True
+    if not extra:
+        return None
+    return lambda data: data["hardware"].update(extra)
+
+
 def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layers=2,
                 epochs=100, qat_epochs=6, lr=0.01, qat_lr=0.002, batch_size=64, seed=0,
                 widths: dict, dropout=0.2, init=None, progress=True, calib_samples=512,
@@ -243,7 +264,8 @@ def cmd_train(args) -> int:
                           init=args.init, progress=not args.no_progress, augment=args.augment,
                           calib=args.calib, calib_percentile=args.calib_percentile,
                           equalize=not args.no_equalize, name=f"{args.task}_{args.kind}",
-                          abar_form=abar_form, lanes=args.lanes)
+                          abar_form=abar_form, lanes=args.lanes,
+                          adjust_config=_hardware_options(args))
     print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
           f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
     return 0
@@ -437,6 +459,14 @@ def add_parsers(sub) -> None:
                    help="hardware.lanes of the exported config: states updated per cycle in each "
                         "SSM layer (divides the layer's states; default gcd(states, 16)); fewer "
                         "lanes, fewer multipliers, more cycles per timestep")
+    p.add_argument("--dsp-products", type=int,
+                   help="hardware.dsp_products of the exported config: at most this many "
+                        "products are DSP blocks, the rest logic (default: all; e.g. 8 for an "
+                        "iCE40 UP5K)")
+    p.add_argument("--fold-layers", action="store_true",
+                   help="hardware.fold_layers of the exported config: two S4D layers take turns "
+                        "on one datapath (half the logic, twice the cycles per timestep; "
+                        "docs/boards.md)")
     p.add_argument("--init", help="float checkpoint (MODEL_DIR/checkpoints/float.pt): skip "
                                   "float training")
     p.add_argument("--train-subset", type=int, help="use the first N training samples")

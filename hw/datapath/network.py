@@ -35,6 +35,29 @@ Constant products (a one-input encoder's weights, each layer's D) are shifts and
 Each unit's latency is F + 4 cycles (input latch, F chunks, operand registers, products,
 accumulator, output register; F + 3 when F = 1, without operand registers).
 
+Folded layers (``hardware.fold_layers``, two S4D layers with the same formats, memory storage
+and a serial readout). The layers take turns on one SSMLayer of two banks
+(``layer_banks.py``: both layers' states and weights side by side in its memories) and one
+serial mixing unit of two banks, so the logic is one layer's and a timestep takes 2 G cycles
+(G = P / lanes, one layer beat)::
+
+    a0 beat (encoder) ─┐                  ┌─> layer 0's result a1 ─> queue (2) ─┐
+                       ├─> SSMLayer ─> mix ┤                                     │
+    a1 beat (queue) ───┘   banks 0/1       └─> layer 1's result a2 ─> pooling     │
+          ^──────────────────────────────────────────────────────────────────────┘
+
+Layer 1's input at step k is layer 0's output at step k after the mixing unit, ready
+``fold_ready`` cycles (the layer, the mixing unit, a register slice and the queue) after layer
+0's beat k entered. Layer 1 therefore runs one timestep behind: its beat k enters 3 G after
+layer 0's beat k, in the turn after layer 0's beat k + 1 (the encoder delivers a layer-0 beat
+every 2 G), and at the same time after a sequence's last beat whether or not another sequence
+follows, so the rate (one timestep per 2 G) and the latency (3 G more than two pipelined
+layers) are exact. The config proves ``fold_ready <= 3 G``. Each residual travels in one FIFO
+with its beat (the bank bit beside start and last); a credit counter lets at most two layer-0
+beats run ahead of their layer-1 turns, so the mixing unit never waits for room in the queue
+while the queue waits for the layer. A layer-1 beat that is due goes before a layer-0 beat.
+Under back-pressure the turns slip but stay in order per layer, so the results stay exact.
+
 Sequences. ``start`` marks a sequence's first beat (the SSM states restart from zero, the pooling
 sum restarts) and ``last`` its final beat (the pooled features are taken and one output beat
 follows). A one-beat sequence sets both. The mean divides by ``network.steps`` (the golden's
@@ -57,11 +80,13 @@ layers, nor from one layer's ready to the previous layer's.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.quantized import QuantizedNetwork
+from .layer_banks import stack_layers
 from .const_product import const_product
 from .fixed import requantize
 from .folded_linear import FoldedLinear
@@ -181,10 +206,23 @@ class NetworkAccelerator(wiring.Component):
         #: layers' and units' own are in their ``products``.
         self.products: list[Product] = []
         # (product_costs: set below, once the pooling's form is known)
+        #: the layers take turns on one SSMLayer and one mixing unit (``hardware.fold_layers``;
+        #: see "Folded layers" in the module docstring)
+        self.fold_layers = net.config.hardware.fold_layers
         # D u in logic: DSP blocks are what a whole network runs out of first
-        self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
-        groups = {layer.cycles_per_timestep for layer in self.layers}
-        self._cycles = max(groups)
+        if self.fold_layers:
+            if cfg.layers != 2:
+                raise ValueError(f"hardware.fold_layers: folds exactly 2 layers today, not "
+                                 f"{cfg.layers}")
+            self.layers = [SSMLayer(stack_layers(net.layers), constants_in_logic=True,
+                                    banks=cfg.layers)]
+            self._cycles = self.layers[0].cycles_per_timestep * cfg.layers
+        else:
+            self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
+            self._cycles = max(layer.cycles_per_timestep for layer in self.layers)
+        #: cycles of one layer beat (G = P / lanes): a network timestep with pipelined layers,
+        #: a turn of one layer with folded ones
+        self.beat_cycles = self.layers[0].cycles_per_timestep
         q, fy = net.config.quant, net.config.quant.output.format
         plan = lambda acc: dict(frac=acc.frac, sum_bits=acc.sum_bits)   # noqa: E731
         #: memory storage (the small-FPGA architecture): linear layers one output after
@@ -219,18 +257,37 @@ class NetworkAccelerator(wiring.Component):
                 in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
                 b_frac=cfg.encoder_bias.format.frac, **plan(net.encoder_acc), cycles=self._cycles,
                 interval=self._cycles, quantizer=q.input, side_width=2)
-        self.mixers = [linear(
-            net.mix_w[l], net.mix_b[l], in_width=fy.width, in_frac=fy.frac,
-            w_frac=cfg.mix.format.frac, b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
-            cycles=self._cycles, residual=(q.input.format.width, q.input.format.frac),
-            quantizer=q.input, side_width=2, in_place=True, relu=cfg.activation == "relu")
-            for l in range(cfg.layers)]
+        mix_options = dict(in_width=fy.width, in_frac=fy.frac, w_frac=cfg.mix.format.frac,
+                           b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
+                           cycles=self.beat_cycles,
+                           residual=(q.input.format.width, q.input.format.frac),
+                           quantizer=q.input, in_place=True, relu=cfg.activation == "relu")
+        if self.fold_layers:
+            # one serial unit over the layers' stacked weights; the side carries the bank
+            self.mixers = [SerialLinear(np.concatenate(net.mix_w), np.concatenate(net.mix_b),
+                                        banks=cfg.layers, latch=False, side_width=3,
+                                        **{k: v for k, v in mix_options.items()
+                                           if k != "in_place"})]
+        else:
+            self.mixers = [linear(net.mix_w[l], net.mix_b[l], side_width=2, **mix_options)
+                           for l in range(cfg.layers)]
         # A timestep's residual waits from its entry into the layer until the mixing unit
         # accepts the layer's output: ceil(wait / G) <= wait // G + 1 timesteps at once at full
         # rate, one more as slack (not with memory storage, where each word is H flip-flops)
         self.fifo_depths = [(layer.latency + mix.hold) // layer.cycles_per_timestep
                             + (1 if layer.uses_memory else 2)
                             for layer, mix in zip(self.layers, self.mixers)]
+        if self.fold_layers:
+            layer, mix = self.layers[0], self.mixers[0]
+            #: cycles from a layer-0 beat's entry until its result can enter as a layer-1 beat
+            #: (layer, mixing unit, register slice, queue); it must come by the turn after the
+            #: next layer-0 beat (see "Folded layers")
+            self.fold_ready = layer.latency + mix.hold + mix.latency + 2
+            if self.fold_ready > 3 * self.beat_cycles:
+                raise ValueError(f"hardware.fold_layers: a layer-1 beat is ready "
+                                 f"{self.fold_ready} cycles after its layer-0 beat, later than "
+                                 f"3 x G = {3 * self.beat_cycles}; use fewer lanes (G = P / "
+                                 f"lanes larger)")
 
         def decoder(in_place):
             # a serial decoder also finds the arg-max as the logits complete one by one
@@ -257,8 +314,10 @@ class NetworkAccelerator(wiring.Component):
     def latency(self) -> int:
         # a unit that reads its input in place accepts it `hold` cycles after it is offered
         encoder = 0 if self.encoder is None else self.encoder.latency
-        return (encoder + sum(layer.latency + mix.hold + mix.latency + 1
-                              for layer, mix in zip(self.layers, self.mixers))
+        # folded: the last layer-0 beat's layer-1 turn comes 3 G after it (see "Folded layers")
+        fold = 3 * self.beat_cycles if self.fold_layers else 0
+        return (encoder + fold + sum(layer.latency + mix.hold + mix.latency + 1
+                                     for layer, mix in zip(self.layers, self.mixers))
                 + 3 - int(self._serial_argmax) + (self.channels if self.serial_pool else 0)
                 + self.decoder.hold + self.decoder.latency + self._argmax_slices)
 
@@ -277,6 +336,7 @@ class NetworkAccelerator(wiring.Component):
                 "cycles_per_timestep": self.cycles_per_timestep,
                 "loop_stages": self.loop_stages,
                 "storage": "memory" if self.serial else "registers",
+                "fold_layers": self.fold_layers,
                 "layer_memories": [layer.memory_summary() for layer in self.layers],
                 "layer_latency_cycles": [layer.latency for layer in self.layers],
                 "residual_fifo_depths": self.fifo_depths,
@@ -374,7 +434,6 @@ class NetworkAccelerator(wiring.Component):
         net, cfg, q = self.net, self.net.network, self.net.config.quant
         H = self.channels
         fu, fs = cfg.input.format.frac, q.input.format.frac
-        ws = q.input.format.width
 
         if self.encoder is None:
             # One input: H constant products, combinational in front of layer 0's issue
@@ -399,51 +458,12 @@ class NetworkAccelerator(wiring.Component):
             src_start = wire(m, enc.o.payload.side[0], "a0_start")
             src_last = wire(m, enc.o.payload.side[1], "a0_last")
 
-        for l, (layer, depth) in enumerate(zip(self.layers, self.fifo_depths)):
-            m.submodules[f"layer{l}"] = layer
-            res = m.submodules[f"residual{l}"] = fifo.SyncFIFO(width=H * ws + 2, depth=depth)
-            # Fork: a beat enters the layer and the residual FIFO together.
-            m.d.comb += [
-                layer.u.valid.eq(src_valid & res.w_rdy),
-                res.w_en.eq(src_valid & layer.u.ready),
-                src_ready.eq(layer.u.ready & res.w_rdy),
-                layer.u.payload.start.eq(src_start),
-            ]
-            packed = Signal(H * ws + 2, name=f"residual{l}_w_data")
-            m.d.comb += res.w_data.eq(packed)
-            for h in range(H):
-                m.d.comb += [layer.u.payload.data[h].eq(stream_data[h]),
-                             packed[h * ws:(h + 1) * ws].eq(stream_data[h])]
-            m.d.comb += [packed[H * ws].eq(src_start), packed[H * ws + 1].eq(src_last)]
-
-            # Join: the layer's output with its residual into the folded mixing unit (it
-            # latches both); activation, mixing, bias, residual, requantization.
-            mix = m.submodules[f"mix{l}"] = self.mixers[l]
-            m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
-                         layer.y.ready.eq(mix.i.ready & res.r_rdy),
-                         res.r_en.eq(mix.i.ready & layer.y.valid),
-                         mix.i.payload.side.eq(res.r_data[H * ws:H * ws + 2])]
-            # the activation: here on every channel, or in a serial mixing unit on the word it
-            # reads
-            relu = cfg.activation == "relu" and not getattr(mix, "relu", False)
-            for h in range(H):
-                y = layer.y.payload.data[h]
-                act = wire(m, Mux(y < 0, 0, y) if relu else y, f"act{l}_{h}", y.shape())
-                m.d.comb += [mix.i.payload.x[h].eq(act),
-                             mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
-            # A register slice after the mixing unit: its ready depends on its output's ready,
-            # so without the slice the ready chain would run through every layer.
-            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2, skid=self.skid)
-            m.d.comb += [cut.i.valid.eq(mix.o.valid),
-                         cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
-                                              mix.o.payload.side)),
-                         mix.o.ready.eq(cut.i.ready)]
-            stream_data = [wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(),
-                                      f"a{l + 1}_{h}") for h in range(H)]
-            src_valid = cut.o.valid
-            src_start = wire(m, cut.o.payload[H * ws], f"a{l + 1}_start")
-            src_last = wire(m, cut.o.payload[H * ws + 1], f"a{l + 1}_last")
-            src_ready = cut.o.ready
+        if self.fold_layers:
+            stream_data, src_valid, src_start, src_last, src_ready = self._folded_layers(
+                m, stream_data, src_valid, src_start, src_last, src_ready)
+        else:
+            stream_data, src_valid, src_start, src_last, src_ready = self._pipelined_layers(
+                m, stream_data, src_valid, src_start, src_last, src_ready)
 
         # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
         sum_width = pool_sum_width(net)
@@ -559,6 +579,136 @@ class NetworkAccelerator(wiring.Component):
                 m.d.sync += self.y.payload.logits[c].eq(logits[c * wz:(c + 1) * wz].as_signed())
             m.d.sync += self.y.payload.prediction.eq(best_index)
         return m
+
+    def _pipelined_layers(self, m, stream_data, src_valid, src_start, src_last, src_ready):
+        """Each layer with its own SSMLayer, residual FIFO and mixing unit, one after another
+        (every layer works on every timestep). Takes the residual stream of layer 0's input and
+        returns that of the last layer's output: (samples, valid, start, last, ready), the
+        ready to be driven by the consumer."""
+        cfg, q, H = self.net.network, self.net.config.quant, self.channels
+        ws = q.input.format.width
+        for l, (layer, depth) in enumerate(zip(self.layers, self.fifo_depths)):
+            m.submodules[f"layer{l}"] = layer
+            res = m.submodules[f"residual{l}"] = fifo.SyncFIFO(width=H * ws + 2, depth=depth)
+            # Fork: a beat enters the layer and the residual FIFO together.
+            m.d.comb += [
+                layer.u.valid.eq(src_valid & res.w_rdy),
+                res.w_en.eq(src_valid & layer.u.ready),
+                src_ready.eq(layer.u.ready & res.w_rdy),
+                layer.u.payload.start.eq(src_start),
+            ]
+            packed = Signal(H * ws + 2, name=f"residual{l}_w_data")
+            m.d.comb += res.w_data.eq(packed)
+            for h in range(H):
+                m.d.comb += [layer.u.payload.data[h].eq(stream_data[h]),
+                             packed[h * ws:(h + 1) * ws].eq(stream_data[h])]
+            m.d.comb += [packed[H * ws].eq(src_start), packed[H * ws + 1].eq(src_last)]
+
+            # Join: the layer's output with its residual into the folded mixing unit (it
+            # latches both); activation, mixing, bias, residual, requantization.
+            mix = m.submodules[f"mix{l}"] = self.mixers[l]
+            m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
+                         layer.y.ready.eq(mix.i.ready & res.r_rdy),
+                         res.r_en.eq(mix.i.ready & layer.y.valid),
+                         mix.i.payload.side.eq(res.r_data[H * ws:H * ws + 2])]
+            # the activation: here on every channel, or in a serial mixing unit on the word it
+            # reads
+            relu = cfg.activation == "relu" and not getattr(mix, "relu", False)
+            for h in range(H):
+                y = layer.y.payload.data[h]
+                act = wire(m, Mux(y < 0, 0, y) if relu else y, f"act{l}_{h}", y.shape())
+                m.d.comb += [mix.i.payload.x[h].eq(act),
+                             mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
+            # A register slice after the mixing unit: its ready depends on its output's ready,
+            # so without the slice the ready chain would run through every layer.
+            cut = m.submodules[f"mix{l}_slice"] = RegisterSlice(H * ws + 2, skid=self.skid)
+            m.d.comb += [cut.i.valid.eq(mix.o.valid),
+                         cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
+                                              mix.o.payload.side)),
+                         mix.o.ready.eq(cut.i.ready)]
+            stream_data = [wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(),
+                                      f"a{l + 1}_{h}") for h in range(H)]
+            src_valid = cut.o.valid
+            src_start = wire(m, cut.o.payload[H * ws], f"a{l + 1}_start")
+            src_last = wire(m, cut.o.payload[H * ws + 1], f"a{l + 1}_last")
+            src_ready = cut.o.ready
+        return stream_data, src_valid, src_start, src_last, src_ready
+
+    def _folded_layers(self, m, stream_data, src_valid, src_start, src_last, src_ready):
+        """Both layers on one SSMLayer of two banks and one mixing unit of two banks (see
+        "Folded layers" in the module docstring); same arguments and result as
+        :meth:`_pipelined_layers`."""
+        q, H, G = self.net.config.quant, self.channels, self.beat_cycles
+        ws = q.input.format.width
+        layer = m.submodules.layer0 = self.layers[0]
+        mix = m.submodules.mix0 = self.mixers[0]
+        res = m.submodules.residual0 = fifo.SyncFIFO(width=H * ws + 3, depth=self.fifo_depths[0])
+        # Layer 1's inputs: a1[k] (with start, last) from the mixing unit, two at most (the
+        # credit below), each due 3 G after its layer-0 beat entered.
+        queue = m.submodules.fold_queue = fifo.SyncFIFO(width=H * ws + 2, depth=2)
+        wait = 3 * G - self.fold_ready
+        if wait:
+            age = Signal(range(wait + 1), name="fold_age")
+            with m.If(queue.r_en):
+                m.d.sync += age.eq(0)
+            with m.Elif(queue.r_rdy & (age != wait)):
+                m.d.sync += age.eq(age + 1)
+            due = wire(m, queue.r_rdy & (age == wait), "fold_due")
+        else:
+            due = queue.r_rdy
+        # layer-0 beats whose result has not yet entered as a layer-1 beat: at most the
+        # queue's depth, so that the mixing unit never waits for room while layer 1 waits for
+        # the layer (a layer-1 beat that is due goes first)
+        credit = Signal(range(3), name="fold_credit")
+        turn1 = due                                       # the beat offered is layer 1's
+        offered = wire(m, Mux(turn1, 1, src_valid & (credit < 2)), "fold_offered")
+        fire = wire(m, offered & res.w_rdy & layer.u.ready, "fold_fire")
+        m.d.comb += [layer.u.valid.eq(offered & res.w_rdy), res.w_en.eq(fire),
+                     queue.r_en.eq(fire & turn1),
+                     src_ready.eq(fire & ~turn1),
+                     layer.u.payload.bank.eq(turn1),
+                     layer.u.payload.start.eq(Mux(turn1, queue.r_data[H * ws], src_start))]
+        with m.If(fire & ~turn1):
+            m.d.sync += credit.eq(credit + 1)
+        with m.Elif(fire & turn1):
+            m.d.sync += credit.eq(credit - 1)
+        packed = Signal(H * ws + 3, name="residual0_w_data")
+        m.d.comb += res.w_data.eq(packed)
+        for h in range(H):
+            sample = wire(m, Mux(turn1, queue.r_data[h * ws:(h + 1) * ws].as_signed(),
+                                 stream_data[h]), f"fold_u{h}", signed(ws))
+            m.d.comb += [layer.u.payload.data[h].eq(sample),
+                         packed[h * ws:(h + 1) * ws].eq(sample)]
+        m.d.comb += packed[H * ws:].eq(Cat(Mux(turn1, queue.r_data[H * ws:], Cat(src_start,
+                                                                                 src_last)),
+                                           turn1))
+
+        # Join: the layer's output with its residual into the mixing unit (the bank from the
+        # residual), which applies the ReLU to what it reads.
+        m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
+                     layer.y.ready.eq(mix.i.ready & res.r_rdy),
+                     res.r_en.eq(mix.i.ready & layer.y.valid),
+                     mix.i.payload.side.eq(res.r_data[H * ws:]),
+                     mix.i.payload.bank.eq(res.r_data[H * ws + 2])]
+        for h in range(H):
+            m.d.comb += [mix.i.payload.x[h].eq(layer.y.payload.data[h]),
+                         mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
+        cut = m.submodules.mix0_slice = RegisterSlice(H * ws + 3, skid=self.skid)
+        m.d.comb += [cut.i.valid.eq(mix.o.valid),
+                     cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
+                                          mix.o.payload.side)),
+                     mix.o.ready.eq(cut.i.ready)]
+        # Fork by bank: layer 0's results to the queue, layer 1's on to the pooling.
+        last_layer = wire(m, cut.o.payload[H * ws + 2], "fold_out_bank")
+        out_ready = Signal(name="fold_out_ready")
+        m.d.comb += [queue.w_data.eq(cut.o.payload[:H * ws + 2]),
+                     queue.w_en.eq(cut.o.valid & ~last_layer),
+                     cut.o.ready.eq(Mux(last_layer, out_ready, queue.w_rdy))]
+        samples = [wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(), f"a2_{h}")
+                   for h in range(H)]
+        return (samples, wire(m, cut.o.valid & last_layer, "a2_valid"),
+                wire(m, cut.o.payload[H * ws], "a2_start"),
+                wire(m, cut.o.payload[H * ws + 1], "a2_last"), out_ready)
 
     def _argmax_level(self, m, candidates, level):
         """One tournament level over (index, value) pairs in index order: neighbours meet, the

@@ -84,16 +84,25 @@ class SerialLinear(wiring.Component):
 
     With ``argmax``, ``o.payload.best``: unsigned, the index of the largest output (ties: the
     lowest). With ``relu``, ``y[o] = Q(sum_j w[o,j] max(x[j], 0) + ...)``.
+
+    With ``banks`` = B > 1 the unit holds B linear layers of H_out outputs each (``weights``
+    (B * H_out, H_in) and ``bias`` (B * H_out,) stacked by bank) and ``i.payload.bank`` says
+    which one a beat goes through: the weight memory holds B x fold words, the beat's bank
+    picks its part (folded network layers, ``layer_banks.py``).
     """
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
                  cycles, interval=None, residual=None, quantizer=None, side_width=0,
-                 dsp_products=None, latch=True, argmax=False, relu=False):
+                 dsp_products=None, latch=True, argmax=False, relu=False, banks=1):
         weights, bias, self.shifts = check_linear(
             weights, bias, in_width=in_width, in_frac=in_frac, w_frac=w_frac, b_frac=b_frac,
             frac=frac, sum_bits=sum_bits, residual=residual, quantizer=quantizer,
             side_width=side_width)
-        out_count, in_count = weights.shape
+        self.banks = operator.index(banks)
+        if self.banks < 1 or weights.shape[0] % self.banks:
+            raise ValueError(f"Banks must be >= 1 and divide the {weights.shape[0]} stacked "
+                             f"outputs, not {banks}")
+        out_count, in_count = weights.shape[0] // self.banks, weights.shape[1]
         cycles = operator.index(cycles)
         if cycles < out_count:
             raise ValueError(f"Cycles must be at least the {out_count} outputs (one output per "
@@ -130,6 +139,8 @@ class SerialLinear(wiring.Component):
         self.relu = bool(relu)
         out_width = sum_bits if quantizer is None else quantizer.format.width
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": self.side_width}
+        if self.banks > 1:
+            in_fields["bank"] = range(self.banks)
         if residual is not None:
             in_fields["r"] = data.ArrayLayout(signed(residual[0]), out_count)
         out_fields = {"y": data.ArrayLayout(signed(out_width), out_count), "side": self.side_width}
@@ -152,7 +163,7 @@ class SerialLinear(wiring.Component):
         return self.lanes
 
     def _word(self, n: int) -> list[int]:
-        """The K weights of memory word n (output n // F, chunk n % F; 0 past H_in)."""
+        """The K weights of memory word n (stacked output n // F, chunk n % F; 0 past H_in)."""
         o, k = divmod(n, self.chunks)
         in_count = self.weights.shape[1]
         return [int(self.weights[o, j]) if (j := k * self.lanes + i) < in_count else 0
@@ -161,7 +172,8 @@ class SerialLinear(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         self.products = []
-        out_count, in_count = self.weights.shape
+        in_count = self.weights.shape[1]
+        out_count = self.weights.shape[0] // self.banks
         K, F, N, total = self.lanes, self.chunks, self.interval, self.fold
         wx, ww = self.in_width, self.w_width
         advance = Signal()
@@ -180,11 +192,14 @@ class SerialLinear(wiring.Component):
             side = Signal(self.side_width)
             res = [Signal(signed(self.residual[0]), name=f"r{o}")
                    for o in range(out_count)] if self.residual is not None else []
+            bank = Signal(range(self.banks), name="bank") if self.banks > 1 else Const(0, 1)
             busy = Signal()
             m.d.comb += self.i.ready.eq(advance & (~busy | free))
             with m.If(self.i.valid & self.i.ready):
                 m.d.sync += [x.eq(self.i.payload.x.as_value()), side.eq(self.i.payload.side),
                              busy.eq(1), *(v.eq(0) for v in counters)]
+                if self.banks > 1:
+                    m.d.sync += bank.eq(self.i.payload.bank)
                 m.d.sync += [r.eq(v) for r, v in zip(res, self.i.payload.r)] if res else []
             with m.Elif(advance & busy & free):
                 m.d.sync += busy.eq(0)
@@ -192,6 +207,7 @@ class SerialLinear(wiring.Component):
             x = Cat(self.i.payload.x.as_value(), Const(0, wx * (K * F - in_count)))
             side = self.i.payload.side
             res = list(self.i.payload.r) if self.residual is not None else []
+            bank = self.i.payload.bank if self.banks > 1 else Const(0, 1)
             busy = self.i.valid
             m.d.comb += self.i.ready.eq(advance & free)
         issue = Signal()
@@ -211,13 +227,21 @@ class SerialLinear(wiring.Component):
                     m.d.sync += o.eq(Mux(o == out_count - 1, 0, o + 1))
 
         # Operands: the weight word (memory read register), the chunk, r[o], b[o], the flags.
-        words = [self._word(w) for w in range(total)]
-        memory = Memory(shape=unsigned(K * ww), depth=total, attrs={"rom_style": "block"},
+        words = [self._word(w) for w in range(total * self.banks)]
+        memory = Memory(shape=unsigned(K * ww), depth=len(words), attrs={"rom_style": "block"},
                         init=[sum((v & ((1 << ww) - 1)) << (i * ww) for i, v in enumerate(word))
                               for word in words])
         m.submodules.weights = memory
         read = memory.read_port()
-        m.d.comb += [read.addr.eq(n), read.en.eq(advance)]
+        if self.banks > 1:
+            # the beat's bank's part of the memory, and of the bias list
+            base = select_word(m, [Const(b * total, range(len(words))) for b in range(self.banks)],
+                               bank, unsigned(len(read.addr)), "bank_base")
+            bias_index = wire(m, bank * out_count + o, "bias_index",
+                              unsigned(len(Const(len(self.bias) - 1))))
+        else:
+            base, bias_index = 0, o
+        m.d.comb += [read.addr.eq(base + n), read.en.eq(advance)]
         weight = [read.data[i * ww:][:ww].as_signed() for i in range(K)]
         chunk = [Cat(*(x[(kk * K + i) * wx:][:wx] for kk in range(F))) for i in range(K)]
         chunk = [wire(m, c.word_select(k, wx) if F > 1 else c, f"x_lane{i}", signed(wx))
@@ -235,7 +259,7 @@ class SerialLinear(wiring.Component):
             m.d.sync += [a["valid"].eq(issue), a["first"].eq(k == 0), a["last"].eq(k == F - 1),
                          a["output"].eq(o), a["side"].eq(side),
                          a["bias"].eq(select_word(m, [Const(int(b), signed(bias_width))
-                                                      for b in self.bias], o,
+                                                      for b in self.bias], bias_index,
                                                   signed(bias_width), "bias_sel")),
                          *(r.eq(c) for r, c in zip(a_x, chunk))]
             if res:

@@ -121,18 +121,21 @@ class Product:
     what: str
 
 
-def input_layout(model: QuantizedSSM) -> data.StructLayout:
+def input_layout(model: QuantizedSSM, banks: int = 1) -> data.StructLayout:
     """One input beat: the H samples of a timestep, and ``start`` (begin a new sequence: the
-    previous state is taken as zero)."""
+    previous state is taken as zero); with banks, H = channels / banks and ``bank``, whose
+    states the beat updates (``layer_banks.py``)."""
     width = model.config.quant.input.format.width
-    return data.StructLayout({"data": data.ArrayLayout(signed(width), model.channels),
-                              "start": 1})
+    fields = {"data": data.ArrayLayout(signed(width), model.channels // banks), "start": 1}
+    if banks > 1:
+        fields["bank"] = range(banks)
+    return data.StructLayout(fields)
 
 
-def output_layout(model: QuantizedSSM) -> data.StructLayout:
-    """One output beat: the H outputs of a timestep."""
+def output_layout(model: QuantizedSSM, banks: int = 1) -> data.StructLayout:
+    """One output beat: the H outputs of a timestep (of the beat's bank)."""
     width = model.config.quant.output.format.width
-    return data.StructLayout({"data": data.ArrayLayout(signed(width), model.channels)})
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), model.channels // banks)})
 
 
 class SSMLayer(wiring.Component):
@@ -147,17 +150,21 @@ class SSMLayer(wiring.Component):
 
     Properties
     ----------
-    cycles_per_timestep : int   G = P / lanes (1 when lanes = P)
+    cycles_per_timestep : int   G = P / lanes (1 when lanes = P); with banks, per beat: P / (lanes
+                                x banks)
     loop_stages : int           L, registers in the state-update loop (see the module docstring)
     latency : int               cycles from an accepted input beat to its output's valid = G + L + 7
+    banks : int                 layers sharing the datapath (``layer_banks.py``; ``model`` is then
+                                their ``stack_layers``), 1 for a layer of its own
     """
 
     #: One output beat per input beat (the manifest's ``stream.output_beat``).
     output_beat = "timestep"
 
     def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False,
-                 dsp_products: int | None | str = "config"):
+                 dsp_products: int | None | str = "config", banks: int = 1):
         self.model = model
+        self.banks = banks
         #: At most this many products are multipliers (DSP blocks), the rest logic
         #: (``multiply.py``); None: all. Default: ``hardware.dsp_products``; a network gives
         #: each layer its share of the whole design's budget.
@@ -172,18 +179,24 @@ class SSMLayer(wiring.Component):
         #: network sets it, where DSP blocks are scarce; a single layer keeps the multiplier.
         self.constants_in_logic = constants_in_logic
         self.lanes = model.config.hardware.lanes
+        #: every group of every bank (the memories' depth); a beat issues groups // banks
         self.groups = model.states // self.lanes
+        if banks > 1 and not (self.serial_readout and self.groups % banks == 0
+                              and model.channels % banks == 0):
+            raise ValueError(f"{banks} banks need a serial readout (s4d, memory storage, lanes "
+                             f"dividing the modes per channel) and banks dividing the "
+                             f"{self.groups} groups and {model.channels} channels")
         if self._routed:
             self.slot, self.slot_base = self._slots()
         #: Every multiplier of the last elaboration (:class:`Product`), for the resource
         #: estimate.
         self.products: list[Product] = []
-        super().__init__({"u": In(stream.Signature(input_layout(model))),
-                          "y": Out(stream.Signature(output_layout(model)))})
+        super().__init__({"u": In(stream.Signature(input_layout(model, banks))),
+                          "y": Out(stream.Signature(output_layout(model, banks)))})
 
     @property
     def cycles_per_timestep(self) -> int:
-        return self.groups
+        return self.groups // self.banks
 
     @property
     def loop_stages(self) -> int:
@@ -191,7 +204,7 @@ class SSMLayer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.groups + self.loop_stages + READOUT_STAGES
+        return self.cycles_per_timestep + self.loop_stages + READOUT_STAGES
 
     @property
     def uses_memory(self) -> bool:
@@ -532,9 +545,10 @@ class SSMLayer(wiring.Component):
         last word load the output register. The D u product is one per layer: D from the
         weight memory, u the sample the lanes' Bbar u takes (selected at issue)."""
         m, model, q, plan = pipe.m, self.model, self.model.config.quant, self.model.output_acc
-        L, G, H = self.loop_stages, self.groups, model.channels
-        per_channel = G // H
-        channel = [g // per_channel for g in range(G)]
+        L, G = self.loop_stages, self.groups
+        per_channel = G // model.channels
+        channel = [g // per_channel for g in range(G)]      # (with banks: across the banks)
+        H = model.channels // self.banks                     # outputs of one beat
         fd, fu, wd = q.d.format.frac, q.input.format.frac, q.d.format.width
         # D u at L + 1 (registered: L + 2), aligned and delayed to the accumulator at L + 4
         d_values = [int(model.d[h]) for h in channel]
@@ -559,7 +573,7 @@ class SSMLayer(wiring.Component):
         value = wire(m, self._round_output(pipe, total, "y")[:wy].as_signed(), "y_value")
         at_out = pipe.stage(L + 6)
         out_valid = at_out.valid
-        out_channel = pipe.rom_unsigned(channel, "channel_out", L + 6)
+        out_channel = pipe.rom_unsigned([c % H for c in channel], "channel_out", L + 6)
         channel_last = pipe.rom_unsigned([int(g % per_channel == per_channel - 1)
                                           for g in range(G)], "channel_last", L + 6)
         buffer = [Signal(signed(wy), name=f"y{h}_done") for h in range(H - 1)]
@@ -567,7 +581,7 @@ class SSMLayer(wiring.Component):
             for h, word in enumerate(buffer):
                 with m.If(out_channel == h):
                     m.d.sync += word.eq(value)
-        y_next = Signal(output_layout(model))
+        y_next = Signal(output_layout(model, self.banks))
         m.d.comb += [*(y_next.data[h].eq(word) for h, word in enumerate(buffer)),
                      y_next.data[H - 1].eq(value)]
         self._output_register(pipe, y_next)
@@ -641,7 +655,8 @@ class _MemoryStates:
         write = memory.write_port()
         # the read of a group's next round and the write of its update meet in one cycle only
         # when L = G + read stage (i.e. read stage 0, L = G): then read the word being written
-        transparent = layer.loop_stages >= layer.groups + self.read_stage
+        # (with banks, a beat of the same bank may follow at once: G per beat)
+        transparent = layer.loop_stages >= layer.cycles_per_timestep + self.read_stage
         read = memory.read_port(transparent_for=(write,) if transparent else ())
         at = pipe.stage(self.write_stage)
         m.d.comb += [read.addr.eq(pipe.read_address(self.read_stage)), read.en.eq(pipe.advance),
@@ -694,19 +709,32 @@ class _Pipeline:
         self._products = []        # (named result, Product) of every product, see finish()
 
         # Issue stage: the latched beat and the group to issue next.
-        u_data = Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), model.channels))
+        H = model.channels // layer.banks
+        u_data = Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), H))
         start, busy = Signal(name="issue_start"), Signal(name="issue_busy")
         group = Signal(range(G), name="issue_group") if G > 1 else Const(0, 1)
-        first = (group == 0) if G > 1 else Const(1, 1)
+        # a beat issues its bank's groups base .. base + G / banks - 1
+        per_beat = layer.cycles_per_timestep
+        if layer.banks > 1:
+            bank = Signal(range(layer.banks), name="issue_bank")
+
+            def base_of(index, name):
+                return select_word(m, [Const(b * per_beat, range(G)) for b in range(layer.banks)],
+                                   index, unsigned(len(group)), name)
+            base, next_base = base_of(bank, "issue_base"), base_of(layer.u.payload.bank, "next_base")
+        else:
+            base = next_base = Const(0, 1)
+        first = (group == base) if G > 1 else Const(1, 1)
         # `last` is kept as a register beside the counter: u.ready depends on it, and a decoder
         # in that path was the longest one of small iCE40 designs.
         last = Signal(name="issue_last") if G > 1 else Const(1, 1)
         self._stages[0] = _Token(self, 0, dict(valid=busy, group=group, first=first, last=last,
-                                               start=start, u=[u_data[h] for h in range(model.channels)]))
+                                               start=start, u=[u_data[h] for h in range(H)]))
         out = self.stage(final)
         m.d.comb += self.advance.eq(~(out.valid & out.last & layer.y.valid & ~layer.y.ready))
         m.d.comb += layer.u.ready.eq(self.advance & (~busy | last))
-        with m.If(layer.u.valid & layer.u.ready):
+        accept = layer.u.valid & layer.u.ready
+        with m.If(accept):
             m.d.sync += [u_data.eq(layer.u.payload.data), start.eq(layer.u.payload.start),
                          busy.eq(1)]
         with m.Elif(self.advance & last):
@@ -714,16 +742,20 @@ class _Pipeline:
         if G > 1:
             with m.If(self.advance & busy):
                 m.d.sync += [group.eq(Mux(last, 0, group + 1)),
-                             last.eq(~last & (group == G - 2))]
-        # (the group counter is 0 whenever the issue stage is idle)
-        self.next_group = Mux(busy & ~last, group + 1, 0)[:len(group)] if G > 1 else group
+                             last.eq(~last & (group == base + per_beat - 2))]
+            if layer.banks > 1:
+                with m.If(accept):
+                    m.d.sync += [bank.eq(layer.u.payload.bank), group.eq(next_base)]
+        # (the group counter is 0 whenever the issue stage is idle; a new beat starts at its
+        # bank's base)
+        self.next_group = Mux(busy & ~last, group + 1, next_base)[:len(group)] if G > 1 else group
         if layer.serial_readout:
             # The one input sample a group needs (its channel's), selected from the latched
             # beat at issue: only 8 bits or so travel down the pipeline instead of all H.
             modes = model.states // model.channels
-            channel = self.rom_unsigned([g * layer.lanes // modes for g in range(G)],
+            channel = self.rom_unsigned([g * layer.lanes // modes % H for g in range(G)],
                                         "u_channel", 0)
-            self.serial_input = select_word(m, [u_data[h] for h in range(model.channels)],
+            self.serial_input = select_word(m, [u_data[h] for h in range(H)],
                                             channel, signed(len(u_data[0])), "u_serial")
 
     def delay(self, value, n: int, name: str, *, reset_less: bool = True):

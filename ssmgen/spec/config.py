@@ -145,6 +145,10 @@ class HardwareConfig:
     #: at most this many products are multipliers (DSP blocks), chosen by the generator as
     #: those that would cost the most logic; the rest are adders in LUTs; None: every product
     dsp_products: int | None = None
+    #: a network's layers take turns on one SSM datapath and one mixing unit (each beat of
+    #: the shared layer is one layer's timestep; ``hw/datapath/network.py``): the logic of
+    #: one layer for L layers' work, L times the cycles per timestep
+    fold_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,7 @@ def _abar_form(table):
 def _hardware(table, model) -> HardwareConfig:
     where = "hardware"
     reject_unknown(table, ("lanes", "complex_multipliers", "loop_stages", "storage",
-                           "dsp_products"), where)
+                           "dsp_products", "fold_layers"), where)
     lanes = int_field(table, "lanes", where, lo=1, hi=model.states, default=model.states)
     if model.states % lanes:
         divisors = [d for d in range(1, model.states + 1) if model.states % d == 0]
@@ -302,7 +306,10 @@ def _hardware(table, model) -> HardwareConfig:
     if dsp != "all" and (isinstance(dsp, bool) or not isinstance(dsp, int) or dsp < 0):
         raise ConfigError(f"hardware.dsp_products: must be \"all\" or an integer >= 0 (the most "
                           f"products left to DSP blocks), not {dsp!r}")
-    return HardwareConfig(lanes, mults, stages, storage, None if dsp == "all" else dsp)
+    fold = table.get("fold_layers", False)
+    if not isinstance(fold, bool):
+        raise ConfigError(f"hardware.fold_layers: must be true or false, not {fold!r}")
+    return HardwareConfig(lanes, mults, stages, storage, None if dsp == "all" else dsp, fold)
 
 
 def _weights(table, base_dir) -> WeightsSource:
@@ -348,8 +355,46 @@ def parse_config(data: dict, *, base_dir: Path | str = ".", default_name: str = 
                                 defaults=_defaults(data["quant"]))
         layer_quants = tuple(_layer_quant(data["quant"], overrides, index, model)
                              for index, overrides in enumerate(network.layer_quant))
+    if hardware.fold_layers:
+        _check_fold_layers(model, hardware, network, layer_quants)
     return SSMConfig(name, model, quant, hardware, weights, source=data, network=network,
                      layer_quants=layer_quants)
+
+
+def _check_fold_layers(model: ModelShape, hardware: HardwareConfig, network, layer_quants):
+    """``hardware.fold_layers``: one S4D datapath with a serial readout (memory storage, lanes
+    dividing the modes per channel) serves every layer, so the layers must share its formats."""
+    where = "hardware.fold_layers"
+    if network is None:
+        raise ConfigError(f"{where}: folds the layers of a network; this config has no [network]")
+    if model.kind != "s4d":
+        raise ConfigError(f"{where}: needs model.kind = \"s4d\" (one readout per channel), not "
+                          f"{model.kind!r}")
+    if hardware.storage != "memory":
+        raise ConfigError(f"{where}: needs hardware.storage = \"memory\" (the layers' states and "
+                          f"weights share block RAM), here {hardware.storage!r}")
+    modes = model.modes_per_channel
+    if modes % hardware.lanes:
+        raise ConfigError(f"{where}: needs hardware.lanes dividing the {modes} modes per "
+                          f"channel (a serial readout), not {hardware.lanes}")
+    if network.layers != 2:
+        raise ConfigError(f"{where}: folds exactly 2 layers today, not network.layers = "
+                          f"{network.layers}")
+    # a layer-0 beat's result must be back, through the layer (G + L + 7 cycles), the serial
+    # mixing unit (fold + 3: H outputs of ceil(H / K) chunks, hw/datapath/serial_linear.py)
+    # and on to the queue (2), by its layer-1 turn 3 G after it entered
+    groups, H = model.states // hardware.lanes, model.channels
+    per_output = groups // H
+    fold = H * -(-H // -(-H // per_output))
+    ready = groups + hardware.loop_stages + 7 + fold + 3 + 2
+    if ready > 3 * groups:
+        raise ConfigError(f"{where}: a layer-1 beat would be ready {ready} cycles after its "
+                          f"layer-0 beat, later than its turn 3 x P / lanes = {3 * groups}; use "
+                          f"fewer lanes or fewer loop_stages")
+    for index, quant in enumerate(layer_quants):
+        if quant is not None:
+            raise ConfigError(f"{where}: the layers share one datapath and its formats; "
+                              f"network.layer_quant.{index} gives layer {index} its own")
 
 
 def _layer_quant(quant_table: dict, overrides: dict, index: int, model: ModelShape):

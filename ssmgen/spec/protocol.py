@@ -360,6 +360,24 @@ def classify_response_size(results: int, classes: int, logits_width: int) -> int
     return CLASSIFY_RESP_HEAD.size + results * classify_result_size(classes, logits_width)
 
 
+def wire_frame_size(payload_size: int) -> int:
+    """Most bytes one frame with ``payload_size`` payload bytes takes on the wire: header, CRC,
+    COBS overhead and the two 0x00 delimiters."""
+    return max_encoded_size(HEADER_SIZE + payload_size + 2) + 2
+
+
+def classify_link_rate(*, steps: int, max_batch: int, inputs: int, input_width: int,
+                       classes: int, logits_width: int, baud: int) -> float:
+    """Sequences per second the UART carries for CLASSIFY frames of ``max_batch`` timesteps
+    (8N1: 10 bit times per byte), the request and its response one after the other as the
+    driver sends them (stop and wait), neither the device's compute time nor the host's
+    turnaround counted."""
+    request = wire_frame_size(classify_payload_size(max_batch, inputs, input_width))
+    response = wire_frame_size(classify_response_size(max(1, max_batch // steps), classes,
+                                                      logits_width))
+    return (max_batch / steps) * baud / (10 * (request + response))
+
+
 def default_network_batch(steps: int, inputs: int, input_width: int) -> int:
     """Timesteps per CLASSIFY a network device takes unless told otherwise: a whole sequence
     when its samples fit ``DEFAULT_CLASSIFY_BYTES``, else as many timesteps as fit (at least 1)."""

@@ -77,7 +77,10 @@ class PolarCodes:
 def _hardware_identity(config: SSMConfig) -> dict:
     """Every field that shapes the circuit: the model's shape and all of ``[hardware]`` (new
     hardware fields are covered without touching this)."""
-    return {"model": asdict(config.model), "hardware": asdict(config.hardware)}
+    hardware = asdict(config.hardware)
+    if not hardware["fold_layers"]:
+        del hardware["fold_layers"]     # designs from before the option keep their hash
+    return {"model": asdict(config.model), "hardware": hardware}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
     loop_stages = ["auto", 2]
     storage = ["memory", "registers"]  # hardware.storage: block RAM or flip-flops
     dsp_products = ["all", 8]         # hardware.dsp_products: the DSP budget
+    fold_layers = [false, true]       # hardware.fold_layers: two s4d layers on one datapath
     target = ["ice40-up5k", "ecp5-85k"]   # default: ["ice40-up5k"]
     states = [16, 32]                 # model.state_size (s4d: N, P = H N / 2) or model.states
     channels = [16, 32]               # (s5); and H. Costly over a MODEL_DIR: every size is
@@ -107,12 +108,13 @@ STRATEGIES = ("grid", "random", "optuna", "fit")
 SYNTHESIZE = ("candidates", "all", "none")
 #: Axes that are not widths, with the check of one value.
 _PLAIN_AXES = ("abar_form", "rho_bits", "theta_bits", "lanes", "complex_multipliers",
-               "loop_stages", "storage", "dsp_products", "target", "states", "channels")
+               "loop_stages", "storage", "dsp_products", "fold_layers", "target", "states",
+               "channels")
 #: Axes that change the model's size: they need a model per point.
 COSTLY_AXES = ("states", "channels")
 #: Axes that change only the hardware (and where it is built): never what a model learns.
 HARDWARE_AXES = ("lanes", "complex_multipliers", "loop_stages", "storage", "dsp_products",
-                 "target")
+                 "fold_layers", "target")
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,10 @@ def _axis(table: dict, axis: str, base: Base) -> tuple:
             if v != "all" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{where}: {v!r} is not allowed; allowed: \"all\" or an "
                                   f"integer >= 0")
+    elif axis == "fold_layers":
+        for v in values:
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where}: {v!r} is not allowed; allowed: true, false")
     elif axis == "target":
         for v in values:
             if v not in TARGETS:

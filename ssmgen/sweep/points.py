@@ -158,7 +158,8 @@ def _hardware(data: dict, values: dict) -> None:
     """Put the point's hardware values in. A point that changes the lanes but not the loop
     stages gets ``loop_stages = "auto"``: the base's count may not be legal for its lanes."""
     hw = data.setdefault("hardware", {})
-    for key in ("lanes", "complex_multipliers", "loop_stages", "storage", "dsp_products"):
+    for key in ("lanes", "complex_multipliers", "loop_stages", "storage", "dsp_products",
+                "fold_layers"):
         if key in values:
             hw[key] = values[key]
     if "lanes" in values and "loop_stages" not in values:
