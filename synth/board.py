@@ -28,7 +28,7 @@ from ..hw.link.board_top import DEFAULT_BAUD, BoardTop, uart_divisor
 from ..spec.protocol import (classify_link_rate, classify_payload_size, classify_response_size,
                              wire_frame_size)
 from ..util.files import write_atomically
-from .flow import SynthError, count_cells, overflow_lines, parse_nextpnr
+from .flow import SynthError, count_cells, logic_cell_overflow, overflow_lines, parse_nextpnr
 from .targets import TARGETS
 
 __all__ = ["Board", "BOARDS", "BoardBuildError", "build_board"]
@@ -163,6 +163,9 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
         counts = (count_cells(json.loads((work / "stat.json").read_text()), target)
                   if (work / "stat.json").exists() else None)
         overflow = overflow_lines(counts, target) if counts else []
+        if not overflow and proc.returncode != 0 and (work / "build.log").exists():
+            cells = logic_cell_overflow((work / "build.log").read_text(errors="replace"))
+            overflow = [cells] if cells else []
         if overflow:
             raise BoardBuildError(
                 f"{model.config.name} does not fit the {board.description}: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,6 +148,21 @@ def overflow_lines(counts: dict, target: Target) -> list[str]:
     return [f"{resource}: {counts[resource]} needed, {available} available"
             for resource, available in target.capacity.items()
             if counts.get(resource, 0) > available]
+
+
+#: nextpnr's logic-cell utilization line (printed before placement): an iCE40 logic cell holds
+#: one LUT4 and one flip-flop, and a flip-flop shares a cell only with the LUT that drives it,
+#: so a design can fit by LUT and FF counts and still need more cells than the device has.
+_LOGIC_CELLS = re.compile(r"(ICESTORM_LC|TRELLIS_COMB):\s+(\d+)/\s*(\d+)")
+
+
+def logic_cell_overflow(log: str) -> str | None:
+    """The line naming the logic cells a failed placement needed (None: not that failure)."""
+    for kind, used, available in _LOGIC_CELLS.findall(log):
+        if int(used) > int(available):
+            return (f"logic cells ({kind}: LUTs with the flip-flops they drive, and flip-flops "
+                    f"on their own): {used} needed, {available} available")
+    return None
 
 
 def parse_nextpnr(report: dict) -> dict:

@@ -75,3 +75,14 @@ def test_start_flag_resets_state_mid_stream():
     both = np.concatenate([u, u], axis=0)
     got, _, _, _ = simulate_layer(model, both, seed=5)
     np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_banks_and_input_memory_need_a_serial_readout():
+    """Banks (folded network layers) and an input memory read one channel's sample per group:
+    only a serial readout (s4d, memory storage, lanes dividing the modes) does."""
+    from ssmgen.hw.datapath.ssm_layer import SSMLayer
+    model = load_model(load_config("examples/s4d_small.toml"))     # registers storage
+    with pytest.raises(ValueError, match="2 banks need a serial readout"):
+        SSMLayer(model, banks=2)
+    with pytest.raises(ValueError, match="An input memory needs a serial readout"):
+        SSMLayer(model, input_words=6)

@@ -50,10 +50,11 @@ DIVISOR = 4          # clock cycles per UART bit: the fastest the receiver suppo
 
 
 def tiny_network(name, *, kind="s4d", channels=2, size=2, layers=1, inputs=1, classes=3, steps=5,
-                 lanes=1, input_format="fixed<8,3>", logits=None) -> dict:
+                 lanes=1, input_format="fixed<8,3>", logits=None, hardware=None) -> dict:
     """A small whole-network config (TOML structure); its weights file is ``<name>.npz``."""
     def fmt(text):
         return {"format": text}
+    hardware = hardware or {}
     network = {"inputs": inputs, "layers": layers, "steps": steps, "classes": classes,
                "activation": "relu",
                "quant": {"input": fmt(input_format), "encoder": fmt("fixed<6,2>"),
@@ -70,7 +71,7 @@ def tiny_network(name, *, kind="s4d", channels=2, size=2, layers=1, inputs=1, cl
                       "abar": fmt("fixed<10,1>"), "bbar": fmt("fixed<8,0>"),
                       "c": fmt("fixed<8,1>"), "d": fmt("fixed<6,2>"), "input": fmt("fixed<8,3>"),
                       "state": fmt("fixed<12,4>"), "output": fmt("fixed<8,3>")},
-            "hardware": {"lanes": lanes}, "network": network}
+            "hardware": {"lanes": lanes, **hardware}, "network": network}
 
 
 NETWORKS = {
@@ -80,6 +81,9 @@ NETWORKS = {
     "net_two": tiny_network("net_two", kind="s5", channels=3, size=2, layers=2, inputs=2,
                             classes=4, steps=4, lanes=2, input_format="fixed<10,3>",
                             logits="fixed<8,3>"),
+    # two S4D layers folded onto one datapath (8 modes per channel, G = 16 per layer beat)
+    "net_fold": tiny_network("net_fold", size=16, layers=2, steps=3,
+                             hardware={"storage": "memory", "fold_layers": True}),
 }
 
 
@@ -368,7 +372,8 @@ def test_rtl_answers_like_reference_device(nets, name, max_batch, random_request
         board.close()
 
 
-@pytest.mark.parametrize("name,max_batch,batch", [("net_one", 7, 3), ("net_two", None, 2)])
+@pytest.mark.parametrize("name,max_batch,batch", [("net_one", 7, 3), ("net_two", None, 2),
+                                                  ("net_fold", 4, 2)])
 def test_classify_over_the_simulated_board_equals_golden(nets, name, max_batch, batch):
     """Frames that span sequences (max_batch 7 over 5 steps) and one sequence per frame (the
     default); the integer and the real-unit paths."""
@@ -418,8 +423,9 @@ def test_board_link_faults_recover_without_losing_timesteps(nets, direction, kin
     board.close()
 
 
-def test_board_link_random_faults_both_directions(nets):
-    net = nets["net_two"]
+@pytest.mark.parametrize("name", ["net_two", "net_fold"])
+def test_board_link_random_faults_both_directions(nets, name):
+    net = nets[name]
     seed = 6
     board = BoardSimTransport(net, divisor=DIVISOR, max_batch=3, fault_rate=0.25, seed=seed)
     u = random_sequences(net, 2, seed)

@@ -96,6 +96,14 @@ def test_bad_arguments_are_rejected():
         SerialLinear(w, b, **args, interval=3)
     with pytest.raises(ValueError, match="Interval needs the input latch"):
         SerialLinear(w, b, **args, interval=4, latch=False)
+    # (word streams and banks, the folded network's, are checked through the network:
+    # tests/test_network_hw.py::test_folded_layers_match_golden_with_stalls)
+    with pytest.raises(ValueError, match="Banks must be >= 1 and divide the 2 stacked outputs"):
+        SerialLinear(w, b, **args, banks=3)
+    with pytest.raises(ValueError, match="Argmax needs the output register"):
+        SerialLinear(w, b, **args, words=True, argmax=True)
+    with pytest.raises(ValueError, match="Residual_words needs a residual"):
+        SerialLinear(w, b, **args, residual_words=5)
 
 
 @pytest.mark.parametrize("case_index", [0, 1, 3, 4])

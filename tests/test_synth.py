@@ -104,3 +104,18 @@ def test_long_tool_runs_show_progress(tmp_path, monkeypatch):
     flow._run(["sleep", "0.45"], tmp_path, "sleep.log", lines.append)
     assert lines[0] == "running sleep (sleep.log) ..."
     assert len(lines) >= 3 and all("still running" in line for line in lines[1:])
+
+
+def test_logic_cell_overflow_is_named():
+    """A board top that fits by LUT and flip-flop counts can still need more iCE40 logic cells
+    than the device has (a flip-flop shares a cell only with the LUT that drives it): nextpnr's
+    utilization line, as it printed it for the trained sDigits network before its vectors moved
+    to block RAM, becomes a line naming the cells; a placement that fits gives none."""
+    from ssmgen.synth.flow import logic_cell_overflow
+    failed = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    7442/   5280   140%\n"
+              "Info: \t        ICESTORM_RAM:      19/     30    63%\n")
+    assert logic_cell_overflow(failed) == (
+        "logic cells (ICESTORM_LC: LUTs with the flip-flops they drive, and flip-flops on their "
+        "own): 7442 needed, 5280 available")
+    assert logic_cell_overflow(failed.replace("7442", "4961")) is None
+    assert logic_cell_overflow("ERROR: something else\n") is None

@@ -39,24 +39,29 @@ Folded layers (``hardware.fold_layers``, two S4D layers with the same formats, m
 and a serial readout). The layers take turns on one SSMLayer of two banks
 (``layer_banks.py``: both layers' states and weights side by side in its memories) and one
 serial mixing unit of two banks, so the logic is one layer's and a timestep takes 2 G cycles
-(G = P / lanes, one layer beat)::
+(G = P / lanes, one layer beat). No vector between them is held in flip-flops: the encoder
+and the mixing unit write their results word by word into two activation memories ("a":
+layer 0's inputs, "b": layer 1's, ``FOLD_SLOTS`` vectors each), the layer reads its input
+sample per group from them and the mixing unit its residual per output, and layer 1's results
+go to the pooling word by word (the sums in a memory too)::
 
-    a0 beat (encoder) ─┐                  ┌─> layer 0's result a1 ─> queue (2) ─┐
-                       ├─> SSMLayer ─> mix ┤                                     │
-    a1 beat (queue) ───┘   banks 0/1       └─> layer 1's result a2 ─> pooling     │
-          ^──────────────────────────────────────────────────────────────────────┘
+    encoder ─words─> a ─┐                          ┌─words─> b (layer 1's inputs) ─┐
+                        ├─> SSMLayer ─> mixing unit ┤                               │
+    b ──────────────────┘   banks 0/1   (residual   └─words─> pooling ─> decoder    │
+    ^                        from a / b)                                            │
+    └───────────────────────────────────────────────────────────────────────────────┘
 
-Layer 1's input at step k is layer 0's output at step k after the mixing unit, ready
-``fold_ready`` cycles (the layer, the mixing unit, a register slice and the queue) after layer
-0's beat k entered. Layer 1 therefore runs one timestep behind: its beat k enters 3 G after
-layer 0's beat k, in the turn after layer 0's beat k + 1 (the encoder delivers a layer-0 beat
-every 2 G), and at the same time after a sequence's last beat whether or not another sequence
-follows, so the rate (one timestep per 2 G) and the latency (3 G more than two pipelined
-layers) are exact. The config proves ``fold_ready <= 3 G``. Each residual travels in one FIFO
-with its beat (the bank bit beside start and last); a credit counter lets at most two layer-0
-beats run ahead of their layer-1 turns, so the mixing unit never waits for room in the queue
-while the queue waits for the layer. A layer-1 beat that is due goes before a layer-0 beat.
-Under back-pressure the turns slip but stay in order per layer, so the results stay exact.
+Layer 1's input at step k is layer 0's output at step k after the mixing unit, complete
+``fold_ready`` cycles (the layer, the mixing unit's last word, the count) after layer 0's beat
+k entered. Layer 1 therefore runs one timestep behind: its beat k enters 3 G after layer 0's
+beat k, in the turn after layer 0's beat k + 1 (the encoder delivers a layer-0 beat every
+2 G), and at the same time after a sequence's last beat whether or not another sequence
+follows, so the rate (one timestep per 2 G) and the latency are exact. The config proves
+``fold_ready <= 3 G``. A slot of "a" is freed when the mixing unit has read its vector as the
+residual; a slot of "b" is reserved when its layer-0 beat enters, so the mixing unit never
+waits for room while the memory waits for the layer. A layer-1 beat that is due goes before a
+layer-0 beat. Under back-pressure the turns slip but stay in order per layer, so the results
+stay exact. The residual FIFO carries only each beat's address, flags and bank.
 
 Sequences. ``start`` marks a sequence's first beat (the SSM states restart from zero, the pooling
 sum restarts) and ``last`` its final beat (the pooled features are taken and one output beat
@@ -83,6 +88,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...spec.quantized import QuantizedNetwork
@@ -98,6 +104,10 @@ from .ssm_layer import Product, SSMLayer
 
 #: Arg-max tournament levels (a compare and a select each) between register slices.
 ARGMAX_LEVELS_PER_SLICE = 2
+#: Folded layers: vectors each activation memory holds (a vector lives from its first word
+#: written until the mixing unit has read it as a residual: about 2 G for layer 0's inputs,
+#: 3 G for layer 1's, one arriving every 2 G)
+FOLD_SLOTS = 4
 
 __all__ = ["NetworkAccelerator", "input_layout", "output_layout", "logits_width",
            "prediction_width", "pool_sum_width"]
@@ -163,9 +173,13 @@ class NetworkAccelerator(wiring.Component):
                                    latency (0 when H_in = 1) + per layer (the layer's latency
                                    + the mixing unit's hold and latency + one register slice)
                                    + 3 (pool, logits slice, output registers; 2 with a
-                                   serial arg-max, whose slice is the output) + H (a serial
-                                   pooling's walk) + the decoder's hold and latency + the
-                                   register slices of the arg-max tournament; a folded unit's
+                                   serial arg-max, whose slice is the output; 1 with folded
+                                   layers, whose decoder's output register is the network's)
+                                   + H (a serial pooling's walk) + the decoder's hold and
+                                   latency + the register slices of the arg-max tournament;
+                                   folded layers: + 3 G (layer 1's turn), one layer's and
+                                   mixing unit's terms for both, + 2 (the pooling's sums in a
+                                   memory); a folded unit's
                                    latency is F + 4 (F + 3 when F = 1), a serial one's
                                    ``serial_linear.py``; ``hold``: the cycles a unit that reads
                                    in place waits before it accepts (0 otherwise)
@@ -214,8 +228,11 @@ class NetworkAccelerator(wiring.Component):
             if cfg.layers != 2:
                 raise ValueError(f"hardware.fold_layers: folds exactly 2 layers today, not "
                                  f"{cfg.layers}")
+            #: address bits of the activation memories (see _folded_layers): the bank, then
+            #: FOLD_SLOTS vectors of H words
+            self.fold_address = (FOLD_SLOTS * H - 1).bit_length() + 1
             self.layers = [SSMLayer(stack_layers(net.layers), constants_in_logic=True,
-                                    banks=cfg.layers)]
+                                    banks=cfg.layers, input_words=self.fold_address)]
             self._cycles = self.layers[0].cycles_per_timestep * cfg.layers
         else:
             self.layers = [SSMLayer(layer, constants_in_logic=True) for layer in net.layers]
@@ -256,16 +273,19 @@ class NetworkAccelerator(wiring.Component):
                 net.encoder_w, net.encoder_b, in_width=cfg.input.format.width,
                 in_frac=cfg.input.format.frac, w_frac=cfg.encoder.format.frac,
                 b_frac=cfg.encoder_bias.format.frac, **plan(net.encoder_acc), cycles=self._cycles,
-                interval=self._cycles, quantizer=q.input, side_width=2)
+                interval=self._cycles, quantizer=q.input, side_width=2,
+                **({"words": True} if self.fold_layers else {}))
         mix_options = dict(in_width=fy.width, in_frac=fy.frac, w_frac=cfg.mix.format.frac,
                            b_frac=cfg.mix_bias.format.frac, **plan(net.mix_acc),
                            cycles=self.beat_cycles,
                            residual=(q.input.format.width, q.input.format.frac),
                            quantizer=q.input, in_place=True, relu=cfg.activation == "relu")
         if self.fold_layers:
-            # one serial unit over the layers' stacked weights; the side carries the bank
+            # one serial unit over the layers' stacked weights, its residual and its results
+            # words of the activation memories; the side carries the bank
             self.mixers = [SerialLinear(np.concatenate(net.mix_w), np.concatenate(net.mix_b),
-                                        banks=cfg.layers, latch=False, side_width=3,
+                                        banks=cfg.layers, latch=False, side_width=3, words=True,
+                                        residual_words=self.fold_address,
                                         **{k: v for k, v in mix_options.items()
                                            if k != "in_place"})]
         else:
@@ -280,9 +300,9 @@ class NetworkAccelerator(wiring.Component):
         if self.fold_layers:
             layer, mix = self.layers[0], self.mixers[0]
             #: cycles from a layer-0 beat's entry until its result can enter as a layer-1 beat
-            #: (layer, mixing unit, register slice, queue); it must come by the turn after the
-            #: next layer-0 beat (see "Folded layers")
-            self.fold_ready = layer.latency + mix.hold + mix.latency + 2
+            #: (the layer, the mixing unit's last word, the count of complete vectors); it must
+            #: come by the turn after the next layer-0 beat (see "Folded layers")
+            self.fold_ready = layer.latency + mix.hold + mix.latency + 1
             if self.fold_ready > 3 * self.beat_cycles:
                 raise ValueError(f"hardware.fold_layers: a layer-1 beat is ready "
                                  f"{self.fold_ready} cycles after its layer-0 beat, later than "
@@ -318,7 +338,10 @@ class NetworkAccelerator(wiring.Component):
         fold = 3 * self.beat_cycles if self.fold_layers else 0
         return (encoder + fold + sum(layer.latency + mix.hold + mix.latency + 1
                                      for layer, mix in zip(self.layers, self.mixers))
-                + 3 - int(self._serial_argmax) + (self.channels if self.serial_pool else 0)
+                + 3 - int(self._serial_argmax) - int(self._decoder_is_output)
+                + (self.channels if self.serial_pool else 0)
+                # folded: the pooling's sums in a memory (the word held, its sum read)
+                + (2 if self.fold_layers else 0)
                 + self.decoder.hold + self.decoder.latency + self._argmax_slices)
 
     @property
@@ -362,6 +385,12 @@ class NetworkAccelerator(wiring.Component):
     def _serial_argmax(self) -> bool:
         """The decoder finds the arg-max itself (a serial decoder: ``SerialLinear(argmax)``)."""
         return getattr(self.decoder, "argmax", False)
+
+    @property
+    def _decoder_is_output(self) -> bool:
+        """Folded layers (the small-FPGA architecture, where flip-flops are what runs out):
+        the serial decoder's output register is the network's, without a logits slice."""
+        return self._serial_argmax and self.fold_layers
 
     @property
     def _argmax_slices(self) -> int:
@@ -435,7 +464,9 @@ class NetworkAccelerator(wiring.Component):
         H = self.channels
         fu, fs = cfg.input.format.frac, q.input.format.frac
 
-        if self.encoder is None:
+        if self.fold_layers:
+            words = self._folded_layers(m)
+        elif self.encoder is None:
             # One input: H constant products, combinational in front of layer 0's issue
             # register and residual FIFO.
             enc = self._linear(m, "enc", [self.u.payload.data[i] for i in range(cfg.inputs)], fu,
@@ -458,23 +489,17 @@ class NetworkAccelerator(wiring.Component):
             src_start = wire(m, enc.o.payload.side[0], "a0_start")
             src_last = wire(m, enc.o.payload.side[1], "a0_last")
 
-        if self.fold_layers:
-            stream_data, src_valid, src_start, src_last, src_ready = self._folded_layers(
-                m, stream_data, src_valid, src_start, src_last, src_ready)
-        else:
+        if not self.fold_layers:
+            words = None
             stream_data, src_valid, src_start, src_last, src_ready = self._pipelined_layers(
                 m, stream_data, src_valid, src_start, src_last, src_ready)
 
         # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
         sum_width = pool_sum_width(net)
         wp = cfg.pool.format.width
-        sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
-        totals = [wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
-                             signed(sum_width)) for h in range(H)]
         pooled = [Signal(signed(wp), name=f"pooled{h}") for h in range(H)]
         pooled_valid = Signal()
         pooled_take = Signal()
-        take = src_valid & src_ready
         with m.If(pooled_take):
             m.d.sync += pooled_valid.eq(0)
         multiplier = Const(net.pool_mult)
@@ -489,7 +514,17 @@ class NetworkAccelerator(wiring.Component):
             return wire(m, total * multiplier if in_dsp else product_in_logic(multiplier, total),
                         f"pool_product{index}")
 
-        if not self.serial_pool:
+        def mean_of(total):
+            return requantize(pool_product(0, total), fs + net.pool_shift, cfg.pool)
+
+        if words is not None:
+            self._pool_words(m, words, pooled, pooled_valid, pooled_take, mean_of)
+        else:
+            sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
+            totals = [wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
+                           signed(sum_width)) for h in range(H)]
+            take = src_valid & src_ready
+        if words is None and not self.serial_pool:
             # Every channel's mean at the sequence's last beat.
             m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
             means = [pool_product(h, totals[h]) for h in range(H)]
@@ -499,14 +534,13 @@ class NetworkAccelerator(wiring.Component):
                     m.d.sync += pooled_valid.eq(1)
                     m.d.sync += [pooled[h].eq(requantize(means[h], fs + net.pool_shift, cfg.pool))
                                  for h in range(H)]
-        else:
+        elif words is None:
             # After the last beat, one channel's mean per cycle (H cycles, at most G: the next
             # sequence's beats are held meanwhile, and none is due before G cycles).
             walking = Signal()
             channel = Signal(range(H), name="pool_channel") if H > 1 else Const(0, 1)
             m.d.comb += src_ready.eq(~walking & (~src_last | ~pooled_valid | pooled_take))
-            mean = pool_product(0, select_word(m, sums, channel, signed(sum_width), "pool_sel"))
-            mean = requantize(mean, fs + net.pool_shift, cfg.pool)
+            mean = mean_of(select_word(m, sums, channel, signed(sum_width), "pool_sel"))
             with m.If(take):
                 m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
                 with m.If(src_last):
@@ -530,6 +564,15 @@ class NetworkAccelerator(wiring.Component):
         m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
         m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
         wp = prediction_width(net)
+        if self._decoder_is_output:
+            # The serial decoder's output register (logits and arg-max) is the network's
+            # output register: a copy would cost classes x W_z flip-flops for a cut of the
+            # path from y.ready into the decoder's stall logic only.
+            m.d.comb += [self.y.valid.eq(dec.o.valid), dec.o.ready.eq(self.y.ready),
+                         self.y.payload.prediction.eq(dec.o.payload.best),
+                         *(self.y.payload.logits[c].eq(dec.o.payload.y[c])
+                           for c in range(cfg.classes))]
+            return m
         best = [dec.o.payload.best] if self._serial_argmax else []
         cut = m.submodules.logits_slice = RegisterSlice(cfg.classes * wz + wp * len(best),
                                                         skid=self.skid)
@@ -634,81 +677,193 @@ class NetworkAccelerator(wiring.Component):
             src_ready = cut.o.ready
         return stream_data, src_valid, src_start, src_last, src_ready
 
-    def _folded_layers(self, m, stream_data, src_valid, src_start, src_last, src_ready):
-        """Both layers on one SSMLayer of two banks and one mixing unit of two banks (see
-        "Folded layers" in the module docstring); same arguments and result as
-        :meth:`_pipelined_layers`."""
+    def _folded_layers(self, m):
+        """The encoder and both layers on one two-bank SSMLayer and one two-bank mixing unit
+        (see "Folded layers" in the module docstring), every vector in block RAM. Returns the
+        last layer's results as words for the pooling: a dict of valid, index (the channel), y,
+        start and last (of its timestep's sequence), final (the timestep's last word) and the
+        ready that the pooling drives."""
         q, H, G = self.net.config.quant, self.channels, self.beat_cycles
-        ws = q.input.format.width
+        ws, S = q.input.format.width, FOLD_SLOTS
+        low = self.fold_address - 1          # address bits inside one memory
+        enc = m.submodules.encoder = self.encoder
         layer = m.submodules.layer0 = self.layers[0]
         mix = m.submodules.mix0 = self.mixers[0]
-        res = m.submodules.residual0 = fifo.SyncFIFO(width=H * ws + 3, depth=self.fifo_depths[0])
-        # Layer 1's inputs: a1[k] (with start, last) from the mixing unit, two at most (the
-        # credit below), each due 3 G after its layer-0 beat entered.
-        queue = m.submodules.fold_queue = fifo.SyncFIFO(width=H * ws + 2, depth=2)
+        m.d.comb += [enc.i.valid.eq(self.u.valid), self.u.ready.eq(enc.i.ready),
+                     enc.i.payload.x.eq(self.u.payload.data),
+                     enc.i.payload.side.eq(Cat(self.u.payload.start, self.u.payload.last))]
+
+        # The activation memories: "a" holds layer 0's inputs (the encoder's results), "b"
+        # layer 1's (layer 0's results after the mixing unit), S vectors of H words each, in a
+        # ring: a vector is written word by word (slot `written`), complete vectors wait for
+        # the layer (slot `next`), and a slot is free again once the mixing unit has read the
+        # vector as its residual. Each has one write port and two read ports: the layer's
+        # input and the mixing unit's residual.
+        class Ring:
+            def __init__(ring, name):
+                ring.memory = m.submodules[f"acts_{name}"] = Memory(
+                    shape=signed(ws), depth=S * H, init=[])
+                ring.write = ring.memory.write_port()
+                ring.read_u, ring.read_r = ring.memory.read_port(), ring.memory.read_port()
+                ring.name = name
+                # the slot being written and the next one the layer takes
+                ring.written = Signal(range(S), name=f"{name}_written")
+                ring.next = Signal(range(S), name=f"{name}_next")
+                ring.complete = Signal(range(S + 1), name=f"{name}_complete")   # not yet taken
+                ring.held = Signal(range(S + 1), name=f"{name}_held")   # taken or reserved, not freed
+                ring.flags = [Signal(2, name=f"{name}_flags{k}") for k in range(S)]   # start, last
+                ring.next_flags = select_word(m, ring.flags, ring.next, unsigned(2),
+                                              f"{name}_next_flags")
+
+            def address(ring, slot, what):
+                """The word address of a slot's first word (a LUT ROM: no multiplier)."""
+                return select_word(m, [Const(k * H, range(S * H)) for k in range(S)], slot,
+                                   unsigned(low), f"{ring.name}_{what}_address")
+
+        a, b = Ring("a"), Ring("b")
+
+        def store(ring, valid, payload):
+            """Write one result word into the ring's slot being written; the vector's last word
+            completes it (its start and last flags stored beside it)."""
+            m.d.comb += [ring.write.addr.eq(ring.address(ring.written, "written") + payload.index),
+                         ring.write.data.eq(payload.y), ring.write.en.eq(valid)]
+            done = wire(m, valid & payload.last, f"{ring.name}_done")
+            with m.If(done):
+                m.d.sync += ring.written.eq(ring.written + 1)
+                for k in range(S):
+                    with m.If(ring.written == k):
+                        m.d.sync += ring.flags[k].eq(payload.side[:2])
+            return done
+
+        # The encoder writes "a" while a slot is free (complete vectors are held until freed).
+        m.d.comb += enc.o.ready.eq(a.held < S)
+        a_done = store(a, enc.o.valid & enc.o.ready, enc.o.payload)
+        # The mixing unit's layer-0 results go to "b" (a slot was reserved when the layer-0
+        # beat entered the layer), its layer-1 results to the pooling.
+        mix_bank = wire(m, mix.o.payload.side[2], "mix_out_bank")
+        out_ready = Signal(name="fold_out_ready")
+        m.d.comb += mix.o.ready.eq(Mux(mix_bank, out_ready, 1))
+        b_done = store(b, mix.o.valid & ~mix_bank, mix.o.payload)
+
+        # The layer's turns. A layer-1 beat is due 3 G after its layer-0 beat entered: its
+        # vector completes fold_ready cycles after that entry, then waits `wait` cycles.
         wait = 3 * G - self.fold_ready
         if wait:
             age = Signal(range(wait + 1), name="fold_age")
-            with m.If(queue.r_en):
-                m.d.sync += age.eq(0)
-            with m.Elif(queue.r_rdy & (age != wait)):
-                m.d.sync += age.eq(age + 1)
-            due = wire(m, queue.r_rdy & (age == wait), "fold_due")
+            due = wire(m, (b.complete != 0) & (age == wait), "fold_due")
         else:
-            due = queue.r_rdy
-        # layer-0 beats whose result has not yet entered as a layer-1 beat: at most the
-        # queue's depth, so that the mixing unit never waits for room while layer 1 waits for
-        # the layer (a layer-1 beat that is due goes first)
-        credit = Signal(range(3), name="fold_credit")
-        turn1 = due                                       # the beat offered is layer 1's
-        offered = wire(m, Mux(turn1, 1, src_valid & (credit < 2)), "fold_offered")
+            due = wire(m, b.complete != 0, "fold_due")
+        res = m.submodules.residual0 = fifo.SyncFIFO(width=self.fold_address + 3,
+                                                     depth=self.fifo_depths[0])
+        turn1 = due                                     # the beat offered is layer 1's
+        offered = wire(m, turn1 | ((a.complete != 0) & (b.held < S)), "fold_offered")
         fire = wire(m, offered & res.w_rdy & layer.u.ready, "fold_fire")
+        base = wire(m, Mux(turn1, Cat(b.address(b.next, "next"), Const(1, 1)),
+                           Cat(a.address(a.next, "next"), Const(0, 1))),
+                    "fold_base", unsigned(self.fold_address))
+        flags = wire(m, Mux(turn1, b.next_flags, a.next_flags), "fold_flags")
         m.d.comb += [layer.u.valid.eq(offered & res.w_rdy), res.w_en.eq(fire),
-                     queue.r_en.eq(fire & turn1),
-                     src_ready.eq(fire & ~turn1),
-                     layer.u.payload.bank.eq(turn1),
-                     layer.u.payload.start.eq(Mux(turn1, queue.r_data[H * ws], src_start))]
-        with m.If(fire & ~turn1):
-            m.d.sync += credit.eq(credit + 1)
-        with m.Elif(fire & turn1):
-            m.d.sync += credit.eq(credit - 1)
-        packed = Signal(H * ws + 3, name="residual0_w_data")
-        m.d.comb += res.w_data.eq(packed)
-        for h in range(H):
-            sample = wire(m, Mux(turn1, queue.r_data[h * ws:(h + 1) * ws].as_signed(),
-                                 stream_data[h]), f"fold_u{h}", signed(ws))
-            m.d.comb += [layer.u.payload.data[h].eq(sample),
-                         packed[h * ws:(h + 1) * ws].eq(sample)]
-        m.d.comb += packed[H * ws:].eq(Cat(Mux(turn1, queue.r_data[H * ws:], Cat(src_start,
-                                                                                 src_last)),
-                                           turn1))
+                     layer.u.payload.bank.eq(turn1), layer.u.payload.base.eq(base),
+                     layer.u.payload.start.eq(flags[0]),
+                     res.w_data.eq(Cat(base, flags, turn1))]
+        if wait:
+            with m.If(fire & turn1):
+                m.d.sync += age.eq(0)
+            with m.Elif((b.complete != 0) & (age != wait)):
+                m.d.sync += age.eq(age + 1)
+        for ring, taken in ((a, fire & ~turn1), (b, fire & turn1)):
+            with m.If(taken):
+                m.d.sync += ring.next.eq(ring.next + 1)
+        # the mixing unit accepting a beat frees its residual's slot
+        freed = wire(m, mix.i.valid & mix.i.ready, "fold_freed")
+        freed_bank = wire(m, res.r_data[self.fold_address + 2], "fold_freed_bank")
+        # (a: complete on the encoder's last word, taken at entry, held until freed;
+        # b: reserved (held) at a layer-0 entry, complete on the mixing unit's last word, taken
+        # at a layer-1 entry, freed like a)
+        for ring, done, taken, reserve, free in (
+                (a, a_done, fire & ~turn1, a_done, freed & ~freed_bank),
+                (b, b_done, fire & turn1, fire & ~turn1, freed & freed_bank)):
+            m.d.sync += [ring.complete.eq(ring.complete + done - taken),
+                         ring.held.eq(ring.held + reserve - free)]
 
-        # Join: the layer's output with its residual into the mixing unit (the bank from the
-        # residual), which applies the ReLU to what it reads.
+        # Reads: the layer's input samples and the mixing unit's residual, each from the memory
+        # of the address's bank (its top bit), whose word arrives a cycle later.
+        for (addr, en, name), target in (((layer.u_addr, layer.u_en, "u"), layer.u_word),
+                                         ((mix.r_addr, mix.r_en, "r"), mix.r_data)):
+            high = Signal(name=f"fold_{name}_bank")
+            with m.If(en):
+                m.d.sync += high.eq(addr[low])
+            for ring in (a, b):
+                port = ring.read_u if name == "u" else ring.read_r
+                m.d.comb += [port.addr.eq(addr[:low]), port.en.eq(en)]
+            m.d.comb += target.eq(Mux(high, b.read_u.data if name == "u" else b.read_r.data,
+                                      a.read_u.data if name == "u" else a.read_r.data))
+
+        # Join: the layer's output with its residual's address into the mixing unit, which
+        # reads the layer's output in place and applies the ReLU to what it reads.
         m.d.comb += [mix.i.valid.eq(layer.y.valid & res.r_rdy),
                      layer.y.ready.eq(mix.i.ready & res.r_rdy),
                      res.r_en.eq(mix.i.ready & layer.y.valid),
-                     mix.i.payload.side.eq(res.r_data[H * ws:]),
-                     mix.i.payload.bank.eq(res.r_data[H * ws + 2])]
+                     mix.i.payload.r_base.eq(res.r_data[:self.fold_address]),
+                     mix.i.payload.side.eq(res.r_data[self.fold_address:]),
+                     mix.i.payload.bank.eq(freed_bank)]
         for h in range(H):
-            m.d.comb += [mix.i.payload.x[h].eq(layer.y.payload.data[h]),
-                         mix.i.payload.r[h].eq(res.r_data[h * ws:(h + 1) * ws].as_signed())]
-        cut = m.submodules.mix0_slice = RegisterSlice(H * ws + 3, skid=self.skid)
-        m.d.comb += [cut.i.valid.eq(mix.o.valid),
-                     cut.i.payload.eq(Cat(*(mix.o.payload.y[h] for h in range(H)),
-                                          mix.o.payload.side)),
-                     mix.o.ready.eq(cut.i.ready)]
-        # Fork by bank: layer 0's results to the queue, layer 1's on to the pooling.
-        last_layer = wire(m, cut.o.payload[H * ws + 2], "fold_out_bank")
-        out_ready = Signal(name="fold_out_ready")
-        m.d.comb += [queue.w_data.eq(cut.o.payload[:H * ws + 2]),
-                     queue.w_en.eq(cut.o.valid & ~last_layer),
-                     cut.o.ready.eq(Mux(last_layer, out_ready, queue.w_rdy))]
-        samples = [wire(m, cut.o.payload[h * ws:(h + 1) * ws].as_signed(), f"a2_{h}")
-                   for h in range(H)]
-        return (samples, wire(m, cut.o.valid & last_layer, "a2_valid"),
-                wire(m, cut.o.payload[H * ws], "a2_start"),
-                wire(m, cut.o.payload[H * ws + 1], "a2_last"), out_ready)
+            m.d.comb += mix.i.payload.x[h].eq(layer.y.payload.data[h])
+        return {"valid": wire(m, mix.o.valid & mix_bank, "a2_valid"),
+                "index": mix.o.payload.index, "y": mix.o.payload.y,
+                "start": mix.o.payload.side[0], "last": mix.o.payload.side[1],
+                "final": mix.o.payload.last, "ready": out_ready}
+
+    def _pool_words(self, m, words, pooled, pooled_valid, pooled_take, mean_of):
+        """The mean pooling of folded layers, one result word (channel) at a time: the exact
+        sums in a memory of H words (read, add, write back a cycle later: one adder, no H
+        registers), and after a sequence's last word one channel's mean per cycle from the same
+        read port into ``pooled`` (H + 1 cycles)."""
+        H, sum_width = self.channels, pool_sum_width(self.net)
+        memory = m.submodules.pool_sums = Memory(shape=signed(sum_width), depth=H, init=[])
+        write = memory.write_port()
+        # a word's read meets the previous word's write when both are the same channel (H = 1)
+        read = memory.read_port(transparent_for=(write,))
+        walking, draining = Signal(name="pool_walking"), Signal(name="pool_draining")
+        channel = Signal(range(H), name="pool_channel") if H > 1 else Const(0, 1)
+        done_channel = Signal.like(channel, name="pool_done_channel") if H > 1 else channel
+        # the word that completes a sequence starts the walk (when the decoder has taken the
+        # previous sequence's features)
+        final = wire(m, words["last"] & words["final"], "pool_last")
+        # the taken word, a cycle later beside its channel's sum
+        held = {"valid": Signal(name="pool_word_valid"), "index": Signal.like(channel),
+                "y": Signal.like(words["y"], name="pool_word_y"),
+                "start": Signal(name="pool_word_start"), "final": Signal(name="pool_word_final")}
+        # no word from a sequence's last until its walk is over (the next sequence's first
+        # words would restart the sums being walked)
+        m.d.comb += words["ready"].eq(~held["final"] & ~walking & ~draining &
+                                      (~final | ~pooled_valid | pooled_take))
+        take = wire(m, words["valid"] & words["ready"], "pool_take")
+        m.d.sync += [held["valid"].eq(take), held["index"].eq(words["index"]),
+                     held["y"].eq(words["y"]), held["start"].eq(words["start"]),
+                     held["final"].eq(take & final)]
+        m.d.comb += [read.addr.eq(Mux(walking, channel, words["index"])), read.en.eq(1),
+                     write.addr.eq(held["index"]), write.en.eq(held["valid"]),
+                     write.data.eq(Mux(held["start"], 0, read.data) + held["y"])]
+        with m.If(held["final"]):
+            m.d.sync += walking.eq(1)
+        with m.If(walking):
+            m.d.sync += draining.eq(channel == H - 1)
+            if H > 1:
+                m.d.sync += [channel.eq(Mux(channel == H - 1, 0, channel + 1)),
+                             done_channel.eq(channel)]
+            with m.If(channel == H - 1):
+                m.d.sync += walking.eq(0)
+        # the word read for channel c arrives a cycle later: its mean into pooled[c]
+        reading = Signal(name="pool_reading")
+        m.d.sync += reading.eq(walking)
+        mean = mean_of(read.data)
+        with m.If(reading):
+            for h in range(H):
+                with m.If(done_channel == h):
+                    m.d.sync += pooled[h].eq(mean)
+        with m.If(draining):
+            m.d.sync += [draining.eq(0), pooled_valid.eq(1)]
 
     def _argmax_level(self, m, candidates, level):
         """One tournament level over (index, value) pairs in index order: neighbours meet, the

@@ -85,6 +85,15 @@ class SerialLinear(wiring.Component):
     With ``argmax``, ``o.payload.best``: unsigned, the index of the largest output (ties: the
     lowest). With ``relu``, ``y[o] = Q(sum_j w[o,j] max(x[j], 0) + ...)``.
 
+    Word streams (folded network layers, where every vector lives in block RAM). With
+    ``words=True`` the unit has no output register: ``o`` carries one output per beat as it
+    completes (``o.payload.index``, ``o.payload.y``, ``o.payload.side``, ``o.payload.last``:
+    the vector's last output), and a beat not taken stops the pipeline. With
+    ``residual_words = A`` (address bits) the residual comes from a memory instead of the
+    payload: ``i.payload.r_base`` is the address of r[0], and the unit reads r[o] through
+    ``r_addr`` / ``r_en`` (a synchronous read port whose word arrives on ``r_data`` a cycle
+    later, exactly where the latched r[o] would be registered).
+
     With ``banks`` = B > 1 the unit holds B linear layers of H_out outputs each (``weights``
     (B * H_out, H_in) and ``bias`` (B * H_out,) stacked by bank) and ``i.payload.bank`` says
     which one a beat goes through: the weight memory holds B x fold words, the beat's bank
@@ -93,7 +102,8 @@ class SerialLinear(wiring.Component):
 
     def __init__(self, weights, bias, *, in_width, in_frac, w_frac, b_frac, frac, sum_bits,
                  cycles, interval=None, residual=None, quantizer=None, side_width=0,
-                 dsp_products=None, latch=True, argmax=False, relu=False, banks=1):
+                 dsp_products=None, latch=True, argmax=False, relu=False, banks=1,
+                 words=False, residual_words=None):
         weights, bias, self.shifts = check_linear(
             weights, bias, in_width=in_width, in_frac=in_frac, w_frac=w_frac, b_frac=b_frac,
             frac=frac, sum_bits=sum_bits, residual=residual, quantizer=quantizer,
@@ -141,18 +151,40 @@ class SerialLinear(wiring.Component):
         in_fields = {"x": data.ArrayLayout(signed(in_width), in_count), "side": self.side_width}
         if self.banks > 1:
             in_fields["bank"] = range(self.banks)
-        if residual is not None:
+        self.words = bool(words)
+        self.residual_words = residual_words
+        if self.words and self.argmax:
+            raise ValueError("Argmax needs the output register (words=False)")
+        if residual_words is not None and residual is None:
+            raise ValueError("Residual_words needs a residual")
+        ports = {}
+        if residual_words is not None:
+            in_fields["r_base"] = unsigned(residual_words)
+            ports = {"r_addr": Out(unsigned(residual_words)), "r_en": Out(1),
+                     "r_data": In(signed(residual[0]))}
+        elif residual is not None:
             in_fields["r"] = data.ArrayLayout(signed(residual[0]), out_count)
-        out_fields = {"y": data.ArrayLayout(signed(out_width), out_count), "side": self.side_width}
+        if self.words:
+            out_fields = {"index": range(out_count), "y": signed(out_width),
+                          "side": self.side_width, "last": 1}
+        else:
+            out_fields = {"y": data.ArrayLayout(signed(out_width), out_count),
+                          "side": self.side_width}
         if self.argmax:
             out_fields["best"] = range(out_count)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout(in_fields))),
-            "o": Out(stream.Signature(data.StructLayout(out_fields)))})
+            "o": Out(stream.Signature(data.StructLayout(out_fields))), **ports})
 
     @property
     def latency(self) -> int:
-        return self.fold + 4 if self.latch else 4
+        """Cycles from an accepted beat to its vector's output (words: its last word) valid."""
+        tail = 3 if self.words else 4
+        return self.fold + tail if self.latch else tail
+
+    @property
+    def _residual_in_payload(self) -> bool:
+        return self.residual is not None and self.residual_words is None
 
     @property
     def hold(self) -> int:
@@ -191,7 +223,9 @@ class SerialLinear(wiring.Component):
             x = Signal(wx * K * F)      # zero-padded to K * F elements
             side = Signal(self.side_width)
             res = [Signal(signed(self.residual[0]), name=f"r{o}")
-                   for o in range(out_count)] if self.residual is not None else []
+                   for o in range(out_count)] if self._residual_in_payload else []
+            r_base = (Signal(unsigned(self.residual_words), name="r_base")
+                      if self.residual_words is not None else None)
             bank = Signal(range(self.banks), name="bank") if self.banks > 1 else Const(0, 1)
             busy = Signal()
             m.d.comb += self.i.ready.eq(advance & (~busy | free))
@@ -201,19 +235,24 @@ class SerialLinear(wiring.Component):
                 if self.banks > 1:
                     m.d.sync += bank.eq(self.i.payload.bank)
                 m.d.sync += [r.eq(v) for r, v in zip(res, self.i.payload.r)] if res else []
+                if r_base is not None:
+                    m.d.sync += r_base.eq(self.i.payload.r_base)
             with m.Elif(advance & busy & free):
                 m.d.sync += busy.eq(0)
         else:
             x = Cat(self.i.payload.x.as_value(), Const(0, wx * (K * F - in_count)))
             side = self.i.payload.side
-            res = list(self.i.payload.r) if self.residual is not None else []
+            res = list(self.i.payload.r) if self._residual_in_payload else []
+            r_base = self.i.payload.r_base if self.residual_words is not None else None
             bank = self.i.payload.bank if self.banks > 1 else Const(0, 1)
             busy = self.i.valid
             m.d.comb += self.i.ready.eq(advance & free)
         issue = Signal()
         # each output goes straight into the output register as it completes, so the
         # pipeline waits while an untaken vector is there (no second copy of the vector)
-        m.d.comb += [advance.eq(~(done & self.o.valid & ~self.o.ready)),
+        # (words: a completed output waits for its beat to be taken)
+        m.d.comb += [advance.eq(~(done & ~self.o.ready) if self.words else
+                                ~(done & self.o.valid & ~self.o.ready)),
                      issue.eq(busy & ((n < total) if N > total else 1))]
         # (latched: the accept above restarts the counters instead)
         counting = advance & busy & (~(self.i.valid & self.i.ready) if self.latch else 1)
@@ -255,6 +294,10 @@ class SerialLinear(wiring.Component):
             ("valid", 1), ("first", 1), ("last", 1), ("output", len(Value.cast(o))),
             ("side", self.side_width), ("bias", signed(bias_width)))}
         a_r = Signal(signed(self.residual[0]), name="a_r") if res else None
+        if r_base is not None:
+            # r[o] from the memory: its read register is the operand register
+            m.d.comb += [self.r_addr.eq(r_base + o), self.r_en.eq(advance)]
+            a_r = self.r_data
         with m.If(advance):
             m.d.sync += [a["valid"].eq(issue), a["first"].eq(k == 0), a["last"].eq(k == F - 1),
                          a["output"].eq(o), a["side"].eq(side),
@@ -282,7 +325,7 @@ class SerialLinear(wiring.Component):
                                            ("x_lane", i), "w*x")))
         self.product_costs, self.products = drive_products(m, pending, self.dsp_products)
         term = a["bias"] << self.shifts["bias"]
-        if res:
+        if a_r is not None:
             term = term + (a_r << self.shifts["residual"])
         with m.If(advance):
             m.d.sync += [p[name].eq(a[name]) for name in p]
@@ -306,6 +349,11 @@ class SerialLinear(wiring.Component):
         value = wire(m, value, "y_value")
         m.d.comb += [done.eq(c["valid"] & c["last"]),
                      finished.eq(done & (c["output"] == out_count - 1))]
+        if self.words:
+            m.d.comb += [self.o.valid.eq(done), self.o.payload.index.eq(c["output"]),
+                         self.o.payload.y.eq(value), self.o.payload.side.eq(c["side"]),
+                         self.o.payload.last.eq(c["output"] == out_count - 1)]
+            return m
         with m.If(advance & done):
             for j in range(out_count):
                 with m.If(c["output"] == j):

@@ -121,12 +121,16 @@ class Product:
     what: str
 
 
-def input_layout(model: QuantizedSSM, banks: int = 1) -> data.StructLayout:
+def input_layout(model: QuantizedSSM, banks: int = 1,
+                 input_words: int | None = None) -> data.StructLayout:
     """One input beat: the H samples of a timestep, and ``start`` (begin a new sequence: the
     previous state is taken as zero); with banks, H = channels / banks and ``bank``, whose
-    states the beat updates (``layer_banks.py``)."""
+    states the beat updates (``layer_banks.py``); with ``input_words`` (address bits) the
+    samples stay in a memory and the beat carries ``base``, the address of sample 0."""
     width = model.config.quant.input.format.width
-    fields = {"data": data.ArrayLayout(signed(width), model.channels // banks), "start": 1}
+    samples = ({"base": unsigned(input_words)} if input_words is not None else
+               {"data": data.ArrayLayout(signed(width), model.channels // banks)})
+    fields = {**samples, "start": 1}
     if banks > 1:
         fields["bank"] = range(banks)
     return data.StructLayout(fields)
@@ -156,15 +160,22 @@ class SSMLayer(wiring.Component):
     latency : int               cycles from an accepted input beat to its output's valid = G + L + 7
     banks : int                 layers sharing the datapath (``layer_banks.py``; ``model`` is then
                                 their ``stack_layers``), 1 for a layer of its own
+    input_words : int or None   address bits of an input memory (serial readout only): the beat
+                                carries ``base`` and the layer reads sample h of it through
+                                ``u_addr`` / ``u_en``, a synchronous read port whose word
+                                arrives on ``u_word`` a cycle later, at issue; None: the beat
+                                carries the samples
     """
 
     #: One output beat per input beat (the manifest's ``stream.output_beat``).
     output_beat = "timestep"
 
     def __init__(self, model: QuantizedSSM, *, constants_in_logic: bool = False,
-                 dsp_products: int | None | str = "config", banks: int = 1):
+                 dsp_products: int | None | str = "config", banks: int = 1,
+                 input_words: int | None = None):
         self.model = model
         self.banks = banks
+        self.input_words = input_words
         #: At most this many products are multipliers (DSP blocks), the rest logic
         #: (``multiply.py``); None: all. Default: ``hardware.dsp_products``; a network gives
         #: each layer its share of the whole design's budget.
@@ -191,8 +202,14 @@ class SSMLayer(wiring.Component):
         #: Every multiplier of the last elaboration (:class:`Product`), for the resource
         #: estimate.
         self.products: list[Product] = []
-        super().__init__({"u": In(stream.Signature(input_layout(model, banks))),
-                          "y": Out(stream.Signature(output_layout(model, banks)))})
+        if input_words is not None and not self.serial_readout:
+            raise ValueError("An input memory needs a serial readout (s4d, memory storage, "
+                             "lanes dividing the modes per channel)")
+        ports = {} if input_words is None else {
+            "u_addr": Out(unsigned(input_words)), "u_en": Out(1),
+            "u_word": In(signed(model.config.quant.input.format.width))}
+        super().__init__({"u": In(stream.Signature(input_layout(model, banks, input_words))),
+                          "y": Out(stream.Signature(output_layout(model, banks))), **ports})
 
     @property
     def cycles_per_timestep(self) -> int:
@@ -587,6 +604,18 @@ class SSMLayer(wiring.Component):
         self._output_register(pipe, y_next)
 
 
+def _lookup_index(m, values, index, name: str):
+    """``values[index]`` for small unsigned ints, combinational: a bit slice of ``index`` where
+    the values are ``(index >> k) % 2**j`` (the usual power-of-two shapes), else a LUT ROM."""
+    n = len(values)
+    for shift in range(max(1, n).bit_length()):
+        top = max(values) + 1
+        if top & (top - 1) == 0 and all(v == (g >> shift) % top for g, v in enumerate(values)):
+            return Value.cast(index)[shift:shift + max(0, top.bit_length() - 1)]
+    return select_word(m, [Const(v, range(max(values) + 1)) for v in values], index,
+                       unsigned(max(values).bit_length() or 1), name)
+
+
 class _RegisterStates:
     """States in flip-flops: each lane selects its group's state G:1 at issue."""
 
@@ -710,7 +739,9 @@ class _Pipeline:
 
         # Issue stage: the latched beat and the group to issue next.
         H = model.channels // layer.banks
-        u_data = Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), H))
+        words = layer.input_words is not None
+        u_data = (Signal(unsigned(layer.input_words), name="issue_base_address") if words else
+                  Signal(data.ArrayLayout(signed(model.config.quant.input.format.width), H)))
         start, busy = Signal(name="issue_start"), Signal(name="issue_busy")
         group = Signal(range(G), name="issue_group") if G > 1 else Const(0, 1)
         # a beat issues its bank's groups base .. base + G / banks - 1
@@ -723,20 +754,21 @@ class _Pipeline:
                                    index, unsigned(len(group)), name)
             base, next_base = base_of(bank, "issue_base"), base_of(layer.u.payload.bank, "next_base")
         else:
-            base = next_base = Const(0, 1)
+            base, next_base = 0, Const(0, 1)    # (a plain 0: no adder of constants below)
         first = (group == base) if G > 1 else Const(1, 1)
         # `last` is kept as a register beside the counter: u.ready depends on it, and a decoder
         # in that path was the longest one of small iCE40 designs.
         last = Signal(name="issue_last") if G > 1 else Const(1, 1)
         self._stages[0] = _Token(self, 0, dict(valid=busy, group=group, first=first, last=last,
-                                               start=start, u=[u_data[h] for h in range(H)]))
+                                               start=start,
+                                               u=[] if words else [u_data[h] for h in range(H)]))
         out = self.stage(final)
         m.d.comb += self.advance.eq(~(out.valid & out.last & layer.y.valid & ~layer.y.ready))
         m.d.comb += layer.u.ready.eq(self.advance & (~busy | last))
         accept = layer.u.valid & layer.u.ready
         with m.If(accept):
-            m.d.sync += [u_data.eq(layer.u.payload.data), start.eq(layer.u.payload.start),
-                         busy.eq(1)]
+            m.d.sync += [u_data.eq(layer.u.payload.base if words else layer.u.payload.data),
+                         start.eq(layer.u.payload.start), busy.eq(1)]
         with m.Elif(self.advance & last):
             m.d.sync += busy.eq(0)
         if G > 1:
@@ -753,10 +785,20 @@ class _Pipeline:
             # The one input sample a group needs (its channel's), selected from the latched
             # beat at issue: only 8 bits or so travel down the pipeline instead of all H.
             modes = model.states // model.channels
-            channel = self.rom_unsigned([g * layer.lanes // modes % H for g in range(G)],
-                                        "u_channel", 0)
-            self.serial_input = select_word(m, [u_data[h] for h in range(H)],
-                                            channel, signed(len(u_data[0])), "u_serial")
+            channels = [g * layer.lanes // modes % H for g in range(G)]
+            if words:
+                # read one group ahead, like the weight memories: the next group's channel in
+                # its beat's samples (the latched beat's, or the one being accepted)
+                continuing = busy & ~last
+                beat = Mux(continuing, u_data, layer.u.payload.base)
+                m.d.comb += [layer.u_addr.eq(beat + _lookup_index(m, channels, self.next_group,
+                                                                  "u_channel_next")),
+                             layer.u_en.eq(self.advance)]
+                self.serial_input = layer.u_word
+            else:
+                channel = self.rom_unsigned(channels, "u_channel", 0)
+                self.serial_input = select_word(m, [u_data[h] for h in range(H)],
+                                                channel, signed(len(u_data[0])), "u_serial")
 
     def delay(self, value, n: int, name: str, *, reset_less: bool = True):
         """``value`` after ``n`` pipeline registers (constants pass through unregistered).

@@ -380,13 +380,14 @@ def _check_fold_layers(model: ModelShape, hardware: HardwareConfig, network, lay
     if network.layers != 2:
         raise ConfigError(f"{where}: folds exactly 2 layers today, not network.layers = "
                           f"{network.layers}")
-    # a layer-0 beat's result must be back, through the layer (G + L + 7 cycles), the serial
-    # mixing unit (fold + 3: H outputs of ceil(H / K) chunks, hw/datapath/serial_linear.py)
-    # and on to the queue (2), by its layer-1 turn 3 G after it entered
+    # a layer-0 beat's result must be back, through the layer (G + L + 7 cycles) and the serial
+    # mixing unit (fold + 2 to its last word: H outputs of ceil(H / K) chunks,
+    # hw/datapath/serial_linear.py) and counted complete (1), by its layer-1 turn 3 G after it
+    # entered
     groups, H = model.states // hardware.lanes, model.channels
     per_output = groups // H
     fold = H * -(-H // -(-H // per_output))
-    ready = groups + hardware.loop_stages + 7 + fold + 3 + 2
+    ready = groups + hardware.loop_stages + 7 + fold + 2 + 1
     if ready > 3 * groups:
         raise ConfigError(f"{where}: a layer-1 beat would be ready {ready} cycles after its "
                           f"layer-0 beat, later than its turn 3 x P / lanes = {3 * groups}; use "

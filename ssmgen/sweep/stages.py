@@ -52,7 +52,8 @@ def _estimate(job) -> dict:
            "lanes": design.lanes, "kind": design.kind, "model_hash": design.hash,
            # (the config resolves "auto" and keeps "memory" only where there is something to
            # fold)
-           "storage": design.config.hardware.storage}
+           "storage": design.config.hardware.storage,
+           "fold_layers": design.config.hardware.fold_layers}
     try:
         est = design.estimate(job["target"])
     except ValueError as exc:         # a design the estimate does not cover: no figures
