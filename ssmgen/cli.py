@@ -184,7 +184,8 @@ def format_synth_report(report: dict) -> str:
 
 def cmd_build(args) -> int:
     report = Design.load(args.config).build_board(args.board, args.output, baud=args.baud,
-                                                  max_batch=args.max_batch, progress=say)
+                                                  max_batch=args.max_batch, clock_mhz=args.clock,
+                                                  progress=say)
     print(format_board_report(report))
     print(f"wrote {Path(args.output) / report['bitstream']}, manifest.json and report.json")
     print(f"flash: {report['flash']}")
@@ -193,7 +194,9 @@ def cmd_build(args) -> int:
 
 def format_board_report(report: dict) -> str:
     res = report["resources"]
-    lines = [f"{report['config']} on {report['description']}: {report['clock_mhz']:g} MHz, "
+    pll = report.get("pll")
+    source = f" (PLL from {pll['input_mhz']:g} MHz)" if pll else ""
+    lines = [f"{report['config']} on {report['description']}: {report['clock_mhz']:g} MHz{source}, "
              f"UART {report['baud']} baud (divisor {report['uart_divisor']}), "
              f"max_batch {report['max_batch']}",
              "  board top:   " + ", ".join(f"{k} {v}" for k, v in res.items()),
@@ -327,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a layer: timesteps per STREAM frame = output buffer (1..255, default 32); "
                         "a network: timesteps per CLASSIFY frame (1..65535, default a whole "
                         "sequence if its samples fit 1 KiB)")
+    p.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="run from the FPGA's PLL at this frequency (at most; the closest the PLL "
+                        "makes is used and reported) instead of the board clock (iCEBreaker "
+                        "12 MHz, ULX3S 25 MHz): where a network is compute bound")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("demo", help="generate, simulate against the golden model, summarize")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..hw.datapath.network import logits_width
 from ..hw.link.board_top import DEFAULT_BAUD, BoardTop, uart_divisor
+from ..hw.link.pll import pll_settings
 from ..spec.protocol import (classify_link_rate, classify_payload_size, classify_response_size,
                              wire_frame_size)
 from ..util.files import write_atomically
@@ -117,11 +118,16 @@ def sequence_rates(net, accelerator, *, clock_hz: float, baud: int, max_batch: i
 
 
 def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
-                max_batch: int | None = None, progress=print) -> dict:
+                max_batch: int | None = None, clock_mhz: float | None = None,
+                progress=print) -> dict:
     """Build the bitstream of ``design`` (``ssmgen.design.Design``, a layer or a whole network)
     behind the UART link for a board; write into ``out_dir``:
     ``ssmgen_top.bin`` (iCEBreaker) or ``ssmgen_top.bit`` (ULX3S), ``manifest.json`` (the driver's
     ``expect_hash``), ``report.json`` (resources, Fmax, timing) and ``logs/``.
+
+    ``clock_mhz``: clock the board top from the FPGA's PLL at this frequency (the closest the
+    PLL makes at or below it, ``hw/link/pll.py``) instead of the board's oscillator; timing is
+    then checked against the PLL's frequency.
 
     ``max_batch``: timesteps per STREAM (a layer, 1..255, default ``DEFAULT_MAX_BATCH``) or per
     CLASSIFY (a network, 1..65535, default ``spec.protocol.default_network_batch``: a whole
@@ -140,9 +146,15 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
     env = _tool_env(board)
     platform = board.make_platform()
     clock_hz = platform.default_clk_frequency
+    pll = None
+    if clock_mhz is not None:                        # ValueError before any tool runs
+        if not clock_mhz > 0:
+            raise ValueError(f"--clock must be a positive frequency in MHz, not {clock_mhz}")
+        pll = pll_settings(target.family, clock_hz, clock_mhz * 1e6)
+        clock_hz = pll.output_hz
     divisor = uart_divisor(clock_hz, baud)          # ValueError before any tool runs
     model = design.quantized
-    top = BoardTop(model, baud=baud, max_batch=max_batch, model_hash=design.hash)
+    top = BoardTop(model, baud=baud, max_batch=max_batch, model_hash=design.hash, pll=pll)
 
     yosys_options = target.yosys_synth.split(maxsplit=1)[1]    # e.g. "-dsp -dff" for iCE40
     # Elaborates ``top`` (a bad max_batch raises ValueError here, before any tool runs).
@@ -179,13 +191,14 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
         placed = parse_nextpnr(json.loads((work / "nextpnr_report.json").read_text()))
         accelerator = top.core.accelerator         # built when the platform elaborated top
         max_batch = top.core.link.max_batch         # the network's default resolved
-        clock_mhz = clock_hz / 1e6
+        clock_mhz = round(clock_hz / 1e6, 4)
         timing_met = bool(placed["fmax_valid"] and placed["fmax_mhz"] >= clock_mhz)
         bitstream = f"{TOP_NAME}{board.bitstream}"
         report = {
             "board": board.name, "description": board.description, "target": board.target,
             "config": design.name, "model_hash": design.hash,
             "bitstream": bitstream, "clock_mhz": clock_mhz, "baud": baud, "uart_divisor": divisor,
+            "pll": pll.describe() if pll else None,
             "kind": design.kind, "max_batch": max_batch, "lanes": accelerator.lanes,
             "cycles_per_timestep": accelerator.cycles_per_timestep,
             "latency_cycles": accelerator.latency,
@@ -201,6 +214,7 @@ def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,
                                                        baud=baud, max_batch=max_batch)
         manifest = dict(design.manifest)
         manifest["board"] = {"name": board.name, "baud": baud, "max_batch": max_batch,
+                             "clock_mhz": clock_mhz,
                              "bitstream": bitstream}
         report["seconds"] = round(time.perf_counter() - started, 1)
 

@@ -8,7 +8,9 @@ about a minute each on 2 shared cores). The ULX3S build (also about a minute, me
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import tomli_w
 from synth_configs import SYNTH_CONFIGS
@@ -18,6 +20,7 @@ from ssmgen.design import Design
 from ssmgen.hw.link.board_top import uart_divisor
 from ssmgen.spec.config import parse_config
 from ssmgen.synth.board import BOARDS, BoardBuildError, build_board
+from ssmgen.synth.targets import TARGETS
 
 
 def write_config(tmp_path, name):
@@ -106,3 +109,72 @@ def test_over_capacity_names_the_resource_and_writes_nothing(tmp_path):
                                               r"dsps: 11 needed, 8 available"):
         build_board(model, "icebreaker", tmp_path / "out", progress=lambda msg: None)
     assert list(tmp_path.iterdir()) == []             # neither the folder nor a temporary one
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sdigits_up5k"
+
+
+def test_sdigits_up5k_example_is_the_model_it_claims():
+    """The shipped trained model: folded layers with the UP5K's 8 DSP products, 512 cycles per
+    timestep, and the golden integer network's accuracy on the sDigits test split equal to its
+    metrics.json's QAT accuracy, at least 97%."""
+    from ssmgen.golden.network import predict, quantize_network_input, run_integer_network
+    from ssmgen.train.tasks import load_task
+    design = Design.load(EXAMPLE / "config.toml")
+    hardware = design.config.hardware
+    assert hardware.fold_layers and hardware.dsp_products == 8 and hardware.lanes == 1
+    assert design.cycles_per_timestep == 512
+    task = load_task("sdigits")
+    qnet = design.quantized
+    logits = run_integer_network(qnet, quantize_network_input(qnet, task.x_test))
+    accuracy = float(np.mean(predict(logits) == task.y_test))
+    metrics = json.loads((EXAMPLE / "metrics.json").read_text())
+    assert accuracy == metrics["qat_acc"] >= 0.97
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_sdigits_up5k_builds_for_the_icebreaker(tmp_path, capsys):
+    """The trained model's iCEBreaker bitstream at 3 Mbaud (about 5 minutes on 2 cores): it
+    places, meets timing at the 12 MHz board clock and classifies at least 300 sequences/s,
+    computing and with one CLASSIFY frame at a time."""
+    code = main(["build", str(EXAMPLE / "config.toml"), "--board", "icebreaker", "--baud",
+                 "3000000", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["fmax_valid"] and report["timing_met"], report["fmax_note"]
+    cells = report["placed"]["ICESTORM_LC"]
+    assert cells["used"] <= cells["available"] == 5280
+    assert report["resources"]["dsps"] == 8 and report["resources"]["brams"] <= 30
+    rates = report["sequences_per_s"]
+    assert rates["compute"] >= 300 and rates["stop_and_wait"] >= 300, rates
+
+
+def test_pll_settings_and_clock_errors(tmp_path):
+    """``--clock``: the PLL's dividers as icepll / ecppll choose them (never above the request),
+    the board top built from the PLL's output with the UART divisor of that frequency, and a
+    frequency the PLL cannot make refused before any tool runs."""
+    from ssmgen.hw.link.board_top import BoardTop
+    from ssmgen.hw.link.pll import pll_settings
+    ice = pll_settings("ice40", 12e6, 40e6)                    # icepll -i 12 -o 40
+    assert ice.output_hz == 39.75e6
+    assert ice.params == {"FEEDBACK_PATH": "SIMPLE", "DIVR": 0, "DIVF": 52, "DIVQ": 4,
+                          "FILTER_RANGE": 1}
+    ecp = pll_settings("ecp5", 12e6, 16e6)                     # ecppll -i 12 -o 16
+    assert ecp.output_hz == 16e6
+    assert (ecp.params["CLKI_DIV"], ecp.params["CLKFB_DIV"], ecp.params["CLKOP_DIV"]) == (3, 4, 37)
+    model = Design.from_config(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    for board, mhz, primitive, divisor in (("icebreaker", 18, "SB_PLL40_PAD", 6),
+                                           ("ulx3s-85f", 50, "EHXPLLL", 50)):
+        platform = BOARDS[board].make_platform()
+        family = TARGETS[BOARDS[board].target].family
+        pll = pll_settings(family, platform.default_clk_frequency, mhz * 1e6)
+        top = BoardTop(model.quantized, baud=1_000_000 if divisor == 50 else 3_000_000, pll=pll)
+        files = platform.build(top, name="t", do_build=False).files
+        rtlil = files["t.il"]
+        assert primitive in (rtlil if isinstance(rtlil, str) else rtlil.decode())
+        assert top.core.divisor == divisor
+    with pytest.raises(ValueError, match="--clock: the ice40 PLL cannot make 5 MHz from 12 MHz"):
+        build_board(model, "icebreaker", tmp_path / "out", clock_mhz=5)
+    assert not (tmp_path / "out").exists()

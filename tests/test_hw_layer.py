@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SSMLayer in Amaranth's own simulator: quick bit-exactness and flow-control checks that need
 no Verilog build (the cocotb regression repeats them on the generated Verilog)."""
 

@@ -333,7 +333,7 @@ def _fold_dict(**hardware):
     (lambda d: d["network"].update(layer_quant={"1": {"state": {"format": "fixed<8,2>"}}}),
      "network.layer_quant.1 gives layer 1 its own"),
     (lambda d: d["hardware"].update(lanes=4),
-     "hardware.fold_layers: a layer-1 beat would be ready 24 cycles after its layer-0 beat, "
+     "hardware.fold_layers: a layer-1 beat would be ready 22 cycles after its layer-0 beat, "
      "later than its turn 3 x P / lanes = 12"),
 ])
 def test_bad_fold_layers_config_names_the_field(patch, message):

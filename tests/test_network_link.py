@@ -518,7 +518,8 @@ def test_build_checks_a_network_before_any_tool_runs(tmp_path, capsys):
 
 @pytest.mark.synth
 def test_build_icebreaker_network_bitstream(tmp_path, capsys):
-    """A tiny network board top on the iCEBreaker at 3 Mbaud (about 30 s). One SSM layer of one
+    """A tiny network board top on the iCEBreaker at 3 Mbaud, clocked by the PLL at 18 MHz
+    (about 30 s). One SSM layer of one
     channel and one state (G = 1) with 4-multiplier complex products, 2 classes: 8 multipliers,
     every one an SB_MAC16 (synth_ice40 -dsp), the UP5K's 8. With G = 1 the state-update loop has
     one stage and its DSPs no registers, so nextpnr cannot time it (an invalid Fmax, reported as
@@ -526,11 +527,16 @@ def test_build_icebreaker_network_bitstream(tmp_path, capsys):
     data = tiny_network("net_board", channels=1, size=2, classes=2, steps=4)
     data["hardware"]["complex_multipliers"] = 4
     config = write_network_config(tmp_path, data)
+    # from the PLL at 18 MHz (nextpnr places SB_PLL40_PAD on the 12 MHz pin or fails)
     code = main(["build", str(config), "--board", "icebreaker", "-o", str(tmp_path / "out"),
-                 "--baud", "3000000"])
-    report = check_network_build(tmp_path, config, code, capsys.readouterr().out, "icebreaker")
+                 "--baud", "3000000", "--clock", "18"])
+    out = capsys.readouterr().out
+    report = check_network_build(tmp_path, config, code, out, "icebreaker")
+    assert "18 MHz (PLL from 12 MHz)" in out
+    assert report["clock_mhz"] == 18.0 and report["pll"]["params"]["DIVF"] == 47
+    assert report["placed"]["ICESTORM_PLL"]["used"] == 1
     assert report["max_batch"] == 4                       # the default: one whole sequence
-    assert report["uart_divisor"] == 4 and report["baud"] == 3_000_000
+    assert report["uart_divisor"] == 6 and report["baud"] == 3_000_000
     assert report["placed"]["ICESTORM_DSP"]["used"] == report["resources"]["dsps"] == 8
     if not report["fmax_valid"]:
         assert "ground clock" in report["fmax_note"], report["fmax_note"]

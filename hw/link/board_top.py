@@ -26,6 +26,7 @@ from ..datapath.network import NetworkAccelerator
 from ..datapath.ssm_layer import SSMLayer
 from .controller import LinkController
 from .network_controller import NetworkLinkController
+from .pll import PLLSettings, pll_domain
 from .uart import UARTRx, UARTTx, check_divisor
 
 __all__ = ["BoardCore", "BoardTop", "DEFAULT_BAUD", "DEFAULT_MAX_BATCH", "MAX_BAUD",
@@ -130,11 +131,12 @@ class BoardTop(Elaboratable):
     used.
 
     ``model``: a QuantizedSSM or QuantizedNetwork (see ``BoardCore``). ``baud``: line rate; the
-    divisor is ``uart_divisor(clock, baud)``.
+    divisor is ``uart_divisor(clock, baud)``. ``pll`` (``hw/link/pll.py``): clock everything
+    from the FPGA's PLL at ``pll.output_hz`` instead of the board's clock.
     """
 
     def __init__(self, model, *, baud: int = DEFAULT_BAUD, max_batch: int | None = None,
-                 model_hash: str | None = None):
+                 model_hash: str | None = None, pll: PLLSettings | None = None):
         baud = operator.index(baud)
         if baud <= 0:
             raise ValueError(f"Baud must be positive, not {baud}")
@@ -142,11 +144,16 @@ class BoardTop(Elaboratable):
         self.baud = baud
         self.max_batch = max_batch
         self.model_hash = model_hash
+        self.pll = pll
         self.core = None                  # built at elaboration, when the clock is known
 
     def elaborate(self, platform):
         m = Module()
-        divisor = uart_divisor(platform.default_clk_frequency, self.baud)
+        clock_hz = platform.default_clk_frequency
+        if self.pll is not None:
+            pll_domain(m, platform, self.pll)
+            clock_hz = self.pll.output_hz
+        divisor = uart_divisor(clock_hz, self.baud)
         m.submodules.core = core = self.core = BoardCore(
             self.model, divisor=divisor, max_batch=self.max_batch, model_hash=self.model_hash)
         uart = platform.request("uart", 0, dir="-")
