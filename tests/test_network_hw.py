@@ -130,21 +130,27 @@ BUDGET_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case_index", range(len(BUDGET_CASES)))
-def test_memory_storage_and_dsp_budget_match_golden_with_stalls(case_index):
-    seed = SEED + 50 + case_index
-    qnet = build_network(BUDGET_CASES[case_index], seed)
-    u = random_inputs(qnet, 3, seed)
+def matches_golden_with_stalls(case, seed, batch=3):
+    """A random network of ``case`` streamed with random idle cycles and back-pressure: logits
+    and predictions equal the golden network's. Returns the component."""
+    qnet = build_network(case, seed)
+    u = random_inputs(qnet, batch, seed)
     want = run_integer_network(qnet, u)
     got, preds, _, _, dut = simulate_network(qnet, u, seed=seed, idle=0.3, stall=0.4)
-    np.testing.assert_array_equal(got, want, err_msg=f"case {case_index} (seed {seed})")
+    np.testing.assert_array_equal(got, want, err_msg=f"{case} (seed {seed})")
     np.testing.assert_array_equal(preds, predict(want))
+    return dut
+
+
+@pytest.mark.parametrize("case_index", range(len(BUDGET_CASES)))
+def test_memory_storage_and_dsp_budget_match_golden_with_stalls(case_index):
+    dut = matches_golden_with_stalls(BUDGET_CASES[case_index], SEED + 50 + case_index)
     assert all(layer.uses_memory for layer in dut.layers)
     # the small-FPGA architecture: linear layers output by output, the mean channel by channel
     assert dut.serial and dut.serial_pool
     assert all(isinstance(unit, SerialLinear) for unit in [*dut.mixers, dut.decoder])
     assert isinstance(dut.encoder, SerialLinear) and dut.decoder.argmax
-    budget = qnet.config.hardware.dsp_products
+    budget = dut.net.config.hardware.dsp_products
     # the budget holds for the whole design and goes to the products dearest in logic
     costs = sorted((cost for unit in [*dut.units, dut] for cost in unit.product_costs),
                    reverse=True)
@@ -170,13 +176,7 @@ FOLD_CASES = [
 def test_folded_layers_match_golden_with_stalls(case_index):
     """Two layers taking turns on one datapath: bit-exact with the golden network under random
     idle cycles and back-pressure, with one SSMLayer (two banks) and one mixing unit."""
-    seed = SEED + 60 + case_index
-    qnet = build_network(FOLD_CASES[case_index], seed)
-    u = random_inputs(qnet, 4, seed)
-    want = run_integer_network(qnet, u)
-    got, preds, _, _, dut = simulate_network(qnet, u, seed=seed, idle=0.3, stall=0.4)
-    np.testing.assert_array_equal(got, want, err_msg=f"case {case_index} (seed {seed})")
-    np.testing.assert_array_equal(preds, predict(want))
+    dut = matches_golden_with_stalls(FOLD_CASES[case_index], SEED + 60 + case_index, batch=4)
     assert dut.fold_layers and len(dut.layers) == len(dut.mixers) == 1
     assert dut.layers[0].banks == dut.mixers[0].banks == 2
     assert dut.cycles_per_timestep == 2 * dut.beat_cycles
