@@ -788,16 +788,15 @@ class NetworkAccelerator(wiring.Component):
 
         # Reads: the layer's input samples and the mixing unit's residual, each from the memory
         # of the address's bank (its top bit), whose word arrives a cycle later.
-        for (addr, en, name), target in (((layer.u_addr, layer.u_en, "u"), layer.u_word),
-                                         ((mix.r_addr, mix.r_en, "r"), mix.r_data)):
-            high = Signal(name=f"fold_{name}_bank")
+        for addr, en, target, port in ((layer.u_addr, layer.u_en, layer.u_word, "read_u"),
+                                       (mix.r_addr, mix.r_en, mix.r_data, "read_r")):
+            high = Signal(name=f"fold_{port}_bank")
             with m.If(en):
                 m.d.sync += high.eq(addr[low])
-            for ring in (a, b):
-                port = ring.read_u if name == "u" else ring.read_r
-                m.d.comb += [port.addr.eq(addr[:low]), port.en.eq(en)]
-            m.d.comb += target.eq(Mux(high, b.read_u.data if name == "u" else b.read_r.data,
-                                      a.read_u.data if name == "u" else a.read_r.data))
+            port_a, port_b = getattr(a, port), getattr(b, port)
+            for read in (port_a, port_b):
+                m.d.comb += [read.addr.eq(addr[:low]), read.en.eq(en)]
+            m.d.comb += target.eq(Mux(high, port_b.data, port_a.data))
 
         # Join: the layer's output with its residual's address into the mixing unit, which
         # reads the layer's output in place and applies the ReLU to what it reads.
