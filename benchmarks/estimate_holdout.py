@@ -58,7 +58,7 @@ from ssmgen.golden.quantize import quantize_network  # noqa: E402
 from ssmgen.spec.config import parse_config  # noqa: E402
 from ssmgen.spec.errors import ConfigError  # noqa: E402
 from ssmgen.spec.weights import NetworkWeights  # noqa: E402
-from ssmgen.synth.estimate import estimate  # noqa: E402
+from ssmgen.synth.estimate import bounds_storage, estimate  # noqa: E402
 from ssmgen.synth.targets import TARGETS as ALL_TARGETS  # noqa: E402
 
 HOLDOUT_FILE = ROOT / "tests" / "baselines" / "estimate_holdout.json"
@@ -73,12 +73,15 @@ CALIBRATION_SEED_2 = 0xCA11C
 HOLDOUT_MEMORY_SEED = 0x401D2
 #: networks the size of trained ones (block RAM, a state format per state)
 HOLDOUT_LARGE_SEED = 0x401D3
+#: networks of folded layers (``hardware.fold_layers``: two s4d layers on one datapath)
+HOLDOUT_FOLDED_SEED = 0x401D4
 CALIBRATION_MEMORY_SEED = 0xCA11D
 #: per set, its batches: (seed, name prefix, single layers, whole networks, storage)
 BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4, "registers"),
                        (HOLDOUT_SEED_2, "hol2", 0, 4, "registers"),
                        (HOLDOUT_MEMORY_SEED, "holm", 8, 4, "memory"),
-                       (HOLDOUT_LARGE_SEED, "holl", 0, 4, "memory-large")],
+                       (HOLDOUT_LARGE_SEED, "holl", 0, 4, "memory-large"),
+                       (HOLDOUT_FOLDED_SEED, "holf", 0, 4, "memory-folded")],
            "calibration": [(CALIBRATION_SEED, "cal", 16, 6, "registers"),
                            (CALIBRATION_SEED_2, "cal2", 16, 2, "registers"),
                            (CALIBRATION_MEMORY_SEED, "calm", 10, 4, "memory")]}
@@ -166,20 +169,23 @@ def random_network_config(rng: random.Random, name: str, storage: str = "registe
     :func:`network_weights`). ``storage = "memory"``: more modes per channel, folded layers
     in block RAM; ``"memory-large"``: a network the size of a trained one (8 to 24 channels,
     two layers of 32 to 256 states in block RAM, a format per state as ``ssmgen train``'s
-    calibration gives)."""
+    calibration gives); ``"memory-folded"``: two s4d layers folded onto one datapath
+    (``hardware.fold_layers``), 2 to 8 channels of 8 to 16 modes."""
     large = storage == "memory-large"
-    storage = "memory" if large else storage
+    folded = storage == "memory-folded"
+    storage = "memory" if large or folded else storage
     def q(lo=4, hi=12, int_lo=-2, int_hi=4, overflow=None):
         width = rng.randint(lo, hi)
         return {"format": f"fixed<{width},{rng.randint(int_lo, min(int_hi, width))}>",
                 "rounding": rng.choice(ROUNDINGS), "overflow": overflow or rng.choice(OVERFLOWS)}
-    kind = rng.choice(["s4d", "s5"])
-    channels = rng.randint(8, 24) if large else rng.randint(1, 4)
+    kind = "s4d" if folded else rng.choice(["s4d", "s5"])
+    channels = rng.randint(8, 24) if large else rng.randint(2, 8) if folded else rng.randint(1, 4)
     memory = storage == "memory"
-    modes = rng.randint(4, 12) if large else rng.randint(2, 8) if memory else rng.randint(1, 2)
+    modes = (rng.randint(4, 12) if large else rng.choice([8, 12, 16]) if folded
+             else rng.randint(2, 8) if memory else rng.randint(1, 2))
     states = channels * modes if kind == "s4d" else rng.randint(
         *((32, 256) if large else (4, 32) if memory else (2, 4)))
-    layers = 2 if large else rng.randint(1, 2)
+    layers = 2 if large or folded else rng.randint(1, 2)
     model = {"kind": kind, "channels": channels}
     model["state_size" if kind == "s4d" else "states"] = 2 * modes if kind == "s4d" else states
     abar = {"format": f"fixed<{rng.randint(6, 12)},1>", "overflow": "saturate",
@@ -188,7 +194,8 @@ def random_network_config(rng: random.Random, name: str, storage: str = "registe
         abar.update(format=f"fixed<{rng.randint(12, 16)},1>", form="polar",
                     rho_bits=rng.randint(3, 6), theta_bits=rng.randint(5, 8))
     state = q(8, 14, 1, 5)
-    lanes = _folded_lanes(rng, states, storage)
+    lanes = (rng.choice([d for d in _divisors(modes) if d <= 4]) if folded
+             else _folded_lanes(rng, states, storage))
     data = {
         "name": name, "model": model,
         "weights": {"source": "file", "file": "w.npz"},
@@ -205,7 +212,8 @@ def random_network_config(rng: random.Random, name: str, storage: str = "registe
                               "decoder_bias": q(4, 10, 0, 2, "saturate")}},
         "hardware": {"lanes": lanes, "complex_multipliers": rng.choice([3, 4]),
                      "loop_stages": _loop_stages(rng, states, lanes),
-                     **({"storage": storage} if memory else {})},
+                     **({"storage": storage} if memory else {}),
+                     **({"fold_layers": True} if folded else {})},
     }
     if rng.random() < 0.3:
         data["network"]["quant"]["logits"] = q(6, 12, 1, 4)
@@ -287,7 +295,7 @@ def _errors(entries: list[dict], runs: list[dict]) -> list[dict]:
         est = estimate(designs[entry["name"]], run["target"])
         measured = run["accelerator"]
         rows.append({"name": run["name"], "target": run["target"], "kind": entry["kind"],
-                     "storage": designs[entry["name"]].config.hardware.storage,
+                     "storage": bounds_storage(designs[entry["name"]].config),
                      "family": ALL_TARGETS[run["target"]].family,
                      "estimate": {r: est[r] for r in RESOURCES}, "measured": measured,
                      "error": {r: (est[r] - measured[r]) / max(measured[r], 1) for r in RESOURCES}})
@@ -300,7 +308,7 @@ def summarize(rows: list[dict]) -> dict:
     over-estimation (>= 0), the share within the tolerance."""
     out = {}
     for family, kind, storage in itertools.product(("ice40", "ecp5"), ("layer", "network"),
-                                                   ("registers", "memory")):
+                                                   ("registers", "memory", "folded")):
         chosen = [r for r in rows if (r["family"], r["kind"], r["storage"])
                   == (family, kind, storage)]
         if not chosen:

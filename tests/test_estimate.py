@@ -26,7 +26,8 @@ from synth_configs import ESTIMATE_PROBES, SYNTH_CONFIGS
 from ssmgen.design import Design
 from ssmgen.hw.datapath.ssm_layer import SSMLayer
 from ssmgen.spec.config import parse_config
-from ssmgen.synth.estimate import dsp_blocks, error_bounds, estimate, least_counts
+from ssmgen.synth.estimate import (bounds_storage, dsp_blocks, error_bounds, estimate,
+                                   least_counts)
 from ssmgen.synth.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +171,7 @@ def _holdout_estimate(which: str, name: str, target: str) -> dict:
 
 def _storage(which: str, name: str) -> str:
     _holdout_estimate(which, name, "ice40-up5k")
-    return _HOLDOUT_DESIGNS[which, name].config.hardware.storage
+    return bounds_storage(_HOLDOUT_DESIGNS[which, name].config)
 
 
 def _holdout_runs(which: str, kind: str | None = None) -> list:
@@ -229,7 +230,7 @@ def test_holdout_error_within_exposed_bounds(which, run):
 def test_error_bounds_cover_both_kinds_families_and_storages():
     for family in ("ice40", "ecp5"):
         for kind in ("layer", "network"):
-            for storage in ("registers", "memory"):
+            for storage in ("registers", "memory", "folded")[:3 if kind == "network" else 2]:
                 bounds = error_bounds(family, kind, storage)
                 assert set(bounds) == {"luts", "ffs", "dsps", "brams"}
                 assert bounds["dsps"] == (0.0, 0.0)

@@ -171,9 +171,9 @@ def test_memory_designs_are_bounded_by_their_own_held_out_errors():
             assert interval.lo == math.floor(est[resource] / (1 + over))
             assert interval.hi == math.ceil(est[resource] / (1 + under))
         assert point.bounds["dsps"].lo == point.bounds["dsps"].hi == 20
-    # folded layers: no held-out folded network, so never pruned by LUTs, FFs or BRAMs
+    # networks of folded layers: DSPs exact, but no bound on the rest (never pruned by them)
     point = Point(0, {"target": "ice40-up5k"}, {},
-                  estimate=dict(est, storage="memory", kind="network", fold_layers=True))
+                  estimate=dict(est, storage="folded", kind="network"))
     _estimate_bounds(point)
     for resource in ("luts", "ffs", "brams"):
         assert (point.bounds[resource].lo, point.bounds[resource].hi) == (0, math.inf)

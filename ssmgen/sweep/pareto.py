@@ -28,9 +28,16 @@ FMAX_CEILING_HZ = {"ice40": 200e6, "ecp5": 500e6}
 def estimate_error(family: str, kind: str, storage: str = "registers") -> dict:
     """resource -> (worst under-, worst over-estimation) of the analytic estimate, relative
     ((estimate - Yosys) / Yosys), as measured out of sample (``synth.estimate.error_bounds``)
-    on held-out designs of the same family and storage (registers, or block RAM).
+    on held-out designs of the same family and storage (registers, block RAM, or folded
+    layers: ``synth.estimate.bounds_storage``).
     A network's figures take the wider of the layer and the network bounds: the network
     bounds come from a few small networks, and a large network is mostly its layers."""
+    if storage == "folded":
+        # Networks of folded layers: DSPs exact on the held-out ones, but their LUTs, FFs and
+        # block RAM read from -46% to +18% on four held-out networks per family and +37% (LUTs)
+        # on the trained sDigits example: no bound to prune by yet (None: never pruned by them).
+        measured = error_bounds(family, "network", storage)
+        return {r: (v if r == "dsps" else None) for r, v in measured.items()}
     bounds = error_bounds(family, "layer", storage)
     if kind == "network":
         network = error_bounds(family, "network", storage)

@@ -287,10 +287,6 @@ def _estimate_bounds(point: Point) -> None:
                     "latency_cycles": Interval(est["latency_cycles"]),
                     "timesteps_per_s": Interval(0.0, FMAX_CEILING_HZ[point.family] / cycles)}
     errors = estimate_error(point.family, est["kind"], est.get("storage", "registers"))
-    if est.get("fold_layers"):
-        # no held-out folded network yet: its LUTs, FFs and BRAMs are unbounded (never
-        # pruned by them); DSPs follow the products, exact as everywhere
-        errors = {r: None for r in RESOURCES if r != "dsps"}
     for resource in RESOURCES:
         if resource in est and (resource not in errors or errors[resource] is not None):
             under, over = errors.get(resource, (0.0, 0.0))

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..design import Design
 from ..spec.config import parse_config
+from ..synth.estimate import bounds_storage
 
 __all__ = ["run_job", "STAGES"]
 
@@ -51,9 +52,8 @@ def _estimate(job) -> dict:
     out = {"cycles_per_timestep": design.cycles_per_timestep, "latency_cycles": design.latency,
            "lanes": design.lanes, "kind": design.kind, "model_hash": design.hash,
            # (the config resolves "auto" and keeps "memory" only where there is something to
-           # fold)
-           "storage": design.config.hardware.storage,
-           "fold_layers": design.config.hardware.fold_layers}
+           # fold; folded layers have bounds of their own)
+           "storage": bounds_storage(design.config)}
     try:
         est = design.estimate(job["target"])
     except ValueError as exc:         # a design the estimate does not cover: no figures
