@@ -115,6 +115,16 @@ def test_points_are_the_configs_they_stand_for():
     assert UP5K.read_text() == UP5K.read_text()  # (the base file is only read)
 
 
+def test_model_points_keep_the_base_hardware():
+    """A point over a trained MODEL_DIR keeps its base's DSP budget and folding (the widths are
+    re-quantized, the circuit options stay), and a hardware axis overrides them."""
+    from ssmgen.sweep.points import ModelBase
+    base = ModelBase(Path(__file__).resolve().parent.parent / "examples" / "sdigits_up5k")
+    hardware = base.config_data({"width.state": 6})["hardware"]
+    assert hardware["dsp_products"] == 8 and hardware["fold_layers"] is True
+    assert base.config_data({"fold_layers": False})["hardware"]["fold_layers"] is False
+
+
 def test_grid_and_random_points():
     axes = {"a": (1, 2, 3), "b": ("x", "y"), "target": ("ice40-up5k",)}
     grid = grid_points(axes)

@@ -276,8 +276,11 @@ class SerialLinear(wiring.Component):
             # the beat's bank's part of the memory, and of the bias list
             base = select_word(m, [Const(b * total, range(len(words))) for b in range(self.banks)],
                                bank, unsigned(len(read.addr)), "bank_base")
-            bias_index = wire(m, bank * out_count + o, "bias_index",
-                              unsigned(len(Const(len(self.bias) - 1))))
+            # (constants selected, not bank * out_count: Yosys could make a multiplier of it)
+            first = select_word(m, [Const(b * out_count, range(len(self.bias)))
+                                    for b in range(self.banks)], bank,
+                                unsigned(len(Const(len(self.bias) - 1))), "bank_first_output")
+            bias_index = wire(m, first + o, "bias_index", unsigned(len(first)))
         else:
             base, bias_index = 0, o
         m.d.comb += [read.addr.eq(base + n), read.en.eq(advance)]

@@ -34,7 +34,7 @@ def estimate_error(family: str, kind: str, storage: str = "registers") -> dict:
     bounds come from a few small networks, and a large network is mostly its layers."""
     if storage == "folded":
         # Networks of folded layers: DSPs exact on the held-out ones, but their LUTs, FFs and
-        # block RAM read from -46% to +18% on four held-out networks per family and +37% (LUTs)
+        # block RAM read from -47% to +18% on four held-out networks per family and +37% (LUTs)
         # on the trained sDigits example: no bound to prune by yet (None: never pruned by them).
         measured = error_bounds(family, "network", storage)
         return {r: (v if r == "dsps" else None) for r, v in measured.items()}

@@ -301,9 +301,13 @@ class ModelBase:
         ``build_config`` chose unless an axis sets them), then the point's own."""
         hw = data["hardware"]
         hw["complex_multipliers"] = self.config.hardware.complex_multipliers
+        base_hw = self.config.source.get("hardware", {})
+        # the DSP budget, storage and folding as the base asks, whatever the size
+        for key in ("dsp_products", "storage", "fold_layers"):
+            if key in base_hw:
+                hw[key] = base_hw[key]
         if not resized:
             hw["lanes"] = self.config.hardware.lanes
-            base_hw = self.config.source.get("hardware", {})
             if isinstance(base_hw.get("loop_stages"), int):
                 hw["loop_stages"] = base_hw["loop_stages"]
         _hardware(data, values)
