@@ -26,8 +26,7 @@ from pathlib import Path
 from ..hw.datapath.network import logits_width
 from ..hw.link.board_top import DEFAULT_BAUD, BoardTop, uart_divisor
 from ..hw.link.pll import pll_settings
-from ..spec.protocol import (classify_link_rate, classify_payload_size, classify_response_size,
-                             wire_frame_size)
+from ..spec.protocol import classify_wire_bytes
 from ..util.files import write_atomically
 from .flow import SynthError, count_cells, logic_cell_overflow, overflow_lines, parse_nextpnr
 from .targets import TARGETS
@@ -97,24 +96,21 @@ def _tail(path: Path, lines: int = 25) -> str:
 def sequence_rates(net, accelerator, *, clock_hz: float, baud: int, max_batch: int) -> dict:
     """A network board's sequences per second: ``compute`` (the accelerator alone, sequences
     back to back: one per ``steps x cycles_per_timestep`` cycles), ``link`` (the UART alone,
-    ``spec.protocol.classify_link_rate``) and ``stop_and_wait`` (what a driver that sends a
-    CLASSIFY frame, waits for its response and sends the next gets: the request on the wire,
-    the frame's timesteps through the accelerator and the last one's latency, the response on
-    the wire; the host's own turnaround not counted)."""
+    8N1: 10 bit times per byte, a CLASSIFY frame and its response one after the other, their
+    bytes as ``spec.protocol.classify_wire_bytes`` counts them) and ``stop_and_wait`` (what a
+    driver that sends a CLASSIFY frame, waits for its response and sends the next gets: the
+    request on the wire, the frame's timesteps through the accelerator and the last one's
+    latency, the response on the wire; the host's own turnaround not counted)."""
     cfg = net.network
-    per_byte = 10 / baud
-    request = wire_frame_size(classify_payload_size(max_batch, cfg.inputs,
-                                                    cfg.input.format.width)) * per_byte
-    response = wire_frame_size(classify_response_size(max(1, max_batch // cfg.steps),
-                                                      cfg.classes, logits_width(net))) * per_byte
+    request, response = classify_wire_bytes(
+        steps=cfg.steps, max_batch=max_batch, inputs=cfg.inputs,
+        input_width=cfg.input.format.width, classes=cfg.classes, logits_width=logits_width(net))
+    sequences = max_batch / cfg.steps            # per frame
     compute = ((max_batch - 1) * accelerator.cycles_per_timestep + accelerator.latency) / clock_hz
     return {
         "compute": round(clock_hz / (cfg.steps * accelerator.cycles_per_timestep), 1),
-        "link": round(classify_link_rate(steps=cfg.steps, max_batch=max_batch, inputs=cfg.inputs,
-                                         input_width=cfg.input.format.width,
-                                         classes=cfg.classes, logits_width=logits_width(net),
-                                         baud=baud), 1),
-        "stop_and_wait": round((max_batch / cfg.steps) / (request + compute + response), 1)}
+        "link": round(sequences * baud / (10 * (request + response)), 1),
+        "stop_and_wait": round(sequences / ((request + response) * 10 / baud + compute), 1)}
 
 
 def build_board(design, board_name: str, out_dir, *, baud: int = DEFAULT_BAUD,

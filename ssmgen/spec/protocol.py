@@ -366,16 +366,14 @@ def wire_frame_size(payload_size: int) -> int:
     return max_encoded_size(HEADER_SIZE + payload_size + 2) + 2
 
 
-def classify_link_rate(*, steps: int, max_batch: int, inputs: int, input_width: int,
-                       classes: int, logits_width: int, baud: int) -> float:
-    """Sequences per second the UART carries for CLASSIFY frames of ``max_batch`` timesteps
-    (8N1: 10 bit times per byte), the request and its response one after the other as the
-    driver sends them (stop and wait), neither the device's compute time nor the host's
-    turnaround counted."""
+def classify_wire_bytes(*, steps: int, max_batch: int, inputs: int, input_width: int,
+                        classes: int, logits_width: int) -> tuple[int, int]:
+    """Most wire bytes of a CLASSIFY frame of ``max_batch`` timesteps and of its response (the
+    results of ``max_batch // steps`` sequences, at least one)."""
     request = wire_frame_size(classify_payload_size(max_batch, inputs, input_width))
     response = wire_frame_size(classify_response_size(max(1, max_batch // steps), classes,
                                                       logits_width))
-    return (max_batch / steps) * baud / (10 * (request + response))
+    return request, response
 
 
 def default_network_batch(steps: int, inputs: int, input_width: int) -> int:
