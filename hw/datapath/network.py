@@ -520,42 +520,8 @@ class NetworkAccelerator(wiring.Component):
         if words is not None:
             self._pool_words(m, words, pooled, pooled_valid, pooled_take, mean_of)
         else:
-            sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
-            totals = [wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
-                           signed(sum_width)) for h in range(H)]
-            take = src_valid & src_ready
-        if words is None and not self.serial_pool:
-            # Every channel's mean at the sequence's last beat.
-            m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
-            means = [pool_product(h, totals[h]) for h in range(H)]
-            with m.If(take):
-                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
-                with m.If(src_last):
-                    m.d.sync += pooled_valid.eq(1)
-                    m.d.sync += [pooled[h].eq(requantize(means[h], fs + net.pool_shift, cfg.pool))
-                                 for h in range(H)]
-        elif words is None:
-            # After the last beat, one channel's mean per cycle (H cycles, at most G: the next
-            # sequence's beats are held meanwhile, and none is due before G cycles).
-            walking = Signal()
-            channel = Signal(range(H), name="pool_channel") if H > 1 else Const(0, 1)
-            m.d.comb += src_ready.eq(~walking & (~src_last | ~pooled_valid | pooled_take))
-            mean = mean_of(select_word(m, sums, channel, signed(sum_width), "pool_sel"))
-            with m.If(take):
-                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
-                with m.If(src_last):
-                    m.d.sync += walking.eq(1)
-            with m.If(walking):
-                for h in range(H):
-                    with m.If(channel == h):
-                        m.d.sync += pooled[h].eq(mean)
-                with m.If(channel == H - 1):
-                    m.d.sync += [walking.eq(0), pooled_valid.eq(1)]
-                    if H > 1:
-                        m.d.sync += channel.eq(0)
-                if H > 1:
-                    with m.Else():
-                        m.d.sync += channel.eq(channel + 1)
+            self._pool_vectors(m, (stream_data, src_valid, src_start, src_last, src_ready),
+                               pooled, pooled_valid, pooled_take, pool_product, mean_of)
 
         # The folded decoder (it latches the pooled features), then a register slice before
         # the arg-max.
@@ -812,6 +778,52 @@ class NetworkAccelerator(wiring.Component):
                 "index": mix.o.payload.index, "y": mix.o.payload.y,
                 "start": mix.o.payload.side[0], "last": mix.o.payload.side[1],
                 "final": mix.o.payload.last, "ready": out_ready}
+
+    def _pool_vectors(self, m, source, pooled, pooled_valid, pooled_take, pool_product,
+                      mean_of):
+        """The mean pooling of a whole vector per beat (``source``: the last layer's residual
+        stream, its ready driven here): exact running sums in registers, and on a sequence's
+        last beat every channel's mean at once, or with a serial pooling one channel per cycle
+        (H cycles)."""
+        stream_data, src_valid, src_start, src_last, src_ready = source
+        net, cfg, H = self.net, self.net.network, self.channels
+        fs, sum_width = net.config.quant.input.format.frac, pool_sum_width(net)
+        sums = [Signal(signed(sum_width), name=f"pool_sum{h}") for h in range(H)]
+        totals = [wire(m, Mux(src_start, 0, sums[h]) + stream_data[h], f"pool_total{h}",
+                       signed(sum_width)) for h in range(H)]
+        take = src_valid & src_ready
+        if not self.serial_pool:
+            # Every channel's mean at the sequence's last beat.
+            m.d.comb += src_ready.eq(~src_last | ~pooled_valid | pooled_take)
+            means = [pool_product(h, totals[h]) for h in range(H)]
+            with m.If(take):
+                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+                with m.If(src_last):
+                    m.d.sync += pooled_valid.eq(1)
+                    m.d.sync += [pooled[h].eq(requantize(means[h], fs + net.pool_shift, cfg.pool))
+                                 for h in range(H)]
+        else:
+            # After the last beat, one channel's mean per cycle (H cycles, at most G: the next
+            # sequence's beats are held meanwhile, and none is due before G cycles).
+            walking = Signal()
+            channel = Signal(range(H), name="pool_channel") if H > 1 else Const(0, 1)
+            m.d.comb += src_ready.eq(~walking & (~src_last | ~pooled_valid | pooled_take))
+            mean = mean_of(select_word(m, sums, channel, signed(sum_width), "pool_sel"))
+            with m.If(take):
+                m.d.sync += [s.eq(t) for s, t in zip(sums, totals)]
+                with m.If(src_last):
+                    m.d.sync += walking.eq(1)
+            with m.If(walking):
+                for h in range(H):
+                    with m.If(channel == h):
+                        m.d.sync += pooled[h].eq(mean)
+                with m.If(channel == H - 1):
+                    m.d.sync += [walking.eq(0), pooled_valid.eq(1)]
+                    if H > 1:
+                        m.d.sync += channel.eq(0)
+                if H > 1:
+                    with m.Else():
+                        m.d.sync += channel.eq(channel + 1)
 
     def _pool_words(self, m, words, pooled, pooled_valid, pooled_take, mean_of):
         """The mean pooling of folded layers, one result word (channel) at a time: the exact
