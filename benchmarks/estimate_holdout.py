@@ -76,6 +76,7 @@ HOLDOUT_LARGE_SEED = 0x401D3
 #: networks of folded layers (``hardware.fold_layers``: two s4d layers on one datapath)
 HOLDOUT_FOLDED_SEED = 0x401D4
 CALIBRATION_MEMORY_SEED = 0xCA11D
+CALIBRATION_FOLDED_SEED = 0xCA11E
 #: per set, its batches: (seed, name prefix, single layers, whole networks, storage)
 BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4, "registers"),
                        (HOLDOUT_SEED_2, "hol2", 0, 4, "registers"),
@@ -84,7 +85,8 @@ BATCHES = {"holdout": [(HOLDOUT_SEED, "hol", 12, 4, "registers"),
                        (HOLDOUT_FOLDED_SEED, "holf", 0, 4, "memory-folded")],
            "calibration": [(CALIBRATION_SEED, "cal", 16, 6, "registers"),
                            (CALIBRATION_SEED_2, "cal2", 16, 2, "registers"),
-                           (CALIBRATION_MEMORY_SEED, "calm", 10, 4, "memory")]}
+                           (CALIBRATION_MEMORY_SEED, "calm", 10, 4, "memory"),
+                           (CALIBRATION_FOLDED_SEED, "calf", 0, 6, "memory-folded")]}
 TARGETS = ["ice40-up5k", "ecp5-25k"]
 TOLERANCE = 0.15
 RESOURCES = ("luts", "ffs", "dsps", "brams")
@@ -434,20 +436,29 @@ def fit() -> None:
         names = sorted(feats[0])
         X = np.array([[f[n] for n in names] for f in feats], dtype=float)
         weights = np.array([r[3] for r in chosen])
-        # flip-flops: kept x scale - product x share - operand x share + memory
+        # flip-flops: kept x scale - product x share - operand x share + memory; folded
+        # networks get a scale of their own (the shares of the rest)
         measured = np.array([r[2]["ffs"] for r in chosen], dtype=float)
         F = np.array([[p["kept"], -p["product"], -p["operand"]] for p in parts], dtype=float)
-        y = measured - np.array([m["ffs"] for m in memory])
+        mem_ffs = np.array([m["ffs"] for m in memory])
+        y = measured - mem_ffs
         w = weights / measured
+        folded = np.array([bounds_storage(design(r[0]).config) == "folded" for r in chosen])
         columns = [0, 1, 2] if family == "ice40" else [0]
-        result = lsq_linear(F[:, columns] * w[:, None], y * w,
+        rest = ~folded
+        result = lsq_linear(F[rest][:, columns] * w[rest, None], y[rest] * w[rest],
                             bounds=([0.5] + [0.0] * (len(columns) - 1), [1.2] + [1.0] * (len(columns) - 1)))
-        ff = F[:, columns] @ result.x + np.array([m["ffs"] for m in memory])
+        absorbed = F[:, columns[1:]] @ result.x[1:] if len(columns) > 1 else np.zeros(len(chosen))
+        fold_scale = float(np.sum(w[folded] ** 2 * F[folded, 0] * (y[folded] - absorbed[folded]))
+                           / np.sum(w[folded] ** 2 * F[folded, 0] ** 2)) if folded.any() else 0.0
+        ff = np.where(folded, F[:, 0] * fold_scale, F[:, 0] * result.x[0]) + absorbed + mem_ffs
         miss = np.abs(ff - measured) / measured
         print(f"{family} ffs: scale {result.x[0]:.3f}"
               + (f", dsp-packed product {result.x[1]:.3f}, operand {result.x[2]:.3f}" if len(columns) > 1 else "")
+              + f", folded networks {fold_scale:.3f}"
               + f" ({int(np.sum(miss <= TOLERANCE))} of {len(chosen)} runs within "
-              f"{100 * TOLERANCE:.0f}%, mean miss {100 * np.mean(miss):.1f}%)")
+              f"{100 * TOLERANCE:.0f}%, mean miss {100 * np.mean(miss):.1f}%; folded: "
+              f"{int(np.sum(miss[folded] <= TOLERANCE))} of {int(folded.sum())})")
         for resource in ("luts", "carry"):
             y = np.array([r[2][resource] for r in chosen], dtype=float)
             if resource == "luts":
