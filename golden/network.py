@@ -4,6 +4,9 @@ Architecture (``[network]`` of the config, ``ssmgen/spec/network_config.py``)::
 
     u (T, H_in) -> encoder (linear) -> L x [ SSM -> activation -> mixing (linear) -> + residual ]
                 -> mean over time -> decoder (linear) -> logits (classes) -> arg-max
+                   (network.readout = "mean", a classifier), or
+                -> decoder (linear) at every timestep -> outputs (T, classes)
+                   (network.readout = "per_step", sequence to sequence)
 
 Arithmetic (the specification; every product and sum exact, one ``Q`` = one
 :func:`ssmgen.golden.fixedpoint.requantize` where a value enters a narrower format). Formats:
@@ -20,6 +23,9 @@ Fbd``, pool ``Fp``::
     decoder   z[c]       = sum_h Wd[c,h] p[h] + bd[c]
               logits     = z (full precision, default) or Q_logits(z)
     predict   argmax_c logits[c]; ties go to the LOWEST class index (numpy.argmax)
+
+    per_step  z[t,c]     = sum_h Wd[c,h] a_L[t,h] + bd[c]    (no pooling, no arg-max; the
+              outputs    = z or Q_logits(z)                   decoder reads the stream, Fs)
 
 Each accumulator (encoder, mixing, decoder) is full precision: its terms are aligned exactly to
 the largest fraction-bit count among them and summed; its width is derived here
@@ -104,9 +110,10 @@ def run_integer_network(qnet: QuantizedNetwork, u_int, *, return_intermediates: 
 
     u_int: int64 (batch, T, H_in) in network.quant.input; T must equal network.steps (the mean's
     constant is derived from it). Returns logits int64 (batch, classes) with
-    ``qnet.logits_frac`` fraction bits; with ``return_intermediates`` also a dict: ``stream``
-    (list of L+1 int64 (batch, T, H), frac Fs), ``ssm`` (list of L SSM outputs, frac Fy),
-    ``pool`` (batch, H) in network.quant.pool.
+    ``qnet.logits_frac`` fraction bits, or with a per-step readout the outputs int64 (batch, T,
+    classes); with ``return_intermediates`` also a dict: ``stream`` (list of L+1 int64
+    (batch, T, H), frac Fs), ``ssm`` (list of L SSM outputs, frac Fy), ``pool`` (batch, H) in
+    network.quant.pool (None with a per-step readout).
     """
     net, q = qnet.network, qnet.config.quant
     u_int = np.asarray(u_int)
@@ -132,10 +139,15 @@ def run_integer_network(qnet: QuantizedNetwork, u_int, *, return_intermediates: 
                       net.mix_bias.format.frac, qnet.mix_acc, residual=a, res_frac=fs)
         a = requantize(acc, qnet.mix_acc.frac, q.input)
         streams.append(a)
-    total = a.sum(axis=1)                                          # exact: T * 2**(Ws-1) bound
-    pooled = requantize(total * qnet.pool_mult, fs + qnet.pool_shift, net.pool)
-    z = _linear(pooled, net.pool.format, qnet.decoder_w, net.decoder.format,
-                qnet.decoder_b, net.decoder_bias.format.frac, qnet.decoder_acc)
+    if net.per_step:                                               # the decoder at every step
+        pooled = None
+        z = _linear(a, q.input.format, qnet.decoder_w, net.decoder.format,
+                    qnet.decoder_b, net.decoder_bias.format.frac, qnet.decoder_acc)
+    else:
+        total = a.sum(axis=1)                                      # exact: T * 2**(Ws-1) bound
+        pooled = requantize(total * qnet.pool_mult, fs + qnet.pool_shift, net.pool)
+        z = _linear(pooled, net.pool.format, qnet.decoder_w, net.decoder.format,
+                    qnet.decoder_b, net.decoder_bias.format.frac, qnet.decoder_acc)
     logits = z if net.logits is None else requantize(z, qnet.decoder_acc.frac, net.logits)
     if return_intermediates:
         return logits, {"stream": streams, "ssm": ssm_outs, "pool": pooled}
@@ -151,11 +163,14 @@ def predict(logits) -> np.ndarray:
 # Float reference
 # --------------------------------------------------------------------------------------------
 
-def run_float_network(weights: NetworkWeights, u, *, activation: str = "relu") -> np.ndarray:
-    """Float64 reference of the same network: u (batch, T, H_in) -> logits (batch, classes)."""
+def run_float_network(weights: NetworkWeights, u, *, activation: str = "relu",
+                      readout: str = "mean") -> np.ndarray:
+    """Float64 reference of the same network: u (batch, T, H_in) -> logits (batch, classes),
+    or with ``readout = "per_step"`` the outputs (batch, T, classes)."""
     u = np.asarray(u, dtype=np.float64)
     a = u @ weights.encoder_w.T + weights.encoder_b
     for l, layer in enumerate(weights.layers):
         y = run_recurrent(layer, a)
         a = a + _activation(activation, y) @ weights.mix_w[l].T + weights.mix_b[l]
-    return a.mean(axis=1) @ weights.decoder_w.T + weights.decoder_b
+    features = a if readout == "per_step" else a.mean(axis=1)
+    return features @ weights.decoder_w.T + weights.decoder_b

@@ -338,14 +338,17 @@ def quantize_network(config: SSMConfig, weights: NetworkWeights) -> QuantizedNet
 
     encoder_acc = plan(net.encoder, net.encoder_bias, net.inputs, fu, wu, "quant.encoder")
     mix_acc = plan(net.mix, net.mix_bias, H, fy, wy, "quant.mix", residual=True)
-    wp, fp = net.pool.format.width, net.pool.format.frac
+    # the decoder reads the pooled features, or with a per-step readout the residual stream
+    decoder_in = q.input if net.per_step else net.pool
+    wp, fp = decoder_in.format.width, decoder_in.format.frac
     decoder_acc = plan(net.decoder, net.decoder_bias, H, fp, wp, "quant.decoder")
     mult, shift = pool_constants(net.steps)
     pool_bits = (net.steps * (1 << (ws - 1)) * mult).bit_length() + 1
     checks = [("network.quant.encoder", encoder_acc.width + max(0, fs - encoder_acc.frac)),
-              ("network.quant.mix", mix_acc.width + max(0, fs - mix_acc.frac)),
-              ("network.quant.pool", pool_bits + max(0, fp - (fs + shift))),
-              ("network.quant.decoder", decoder_acc.width + max(
+              ("network.quant.mix", mix_acc.width + max(0, fs - mix_acc.frac))]
+    if not net.per_step:
+        checks.append(("network.quant.pool", pool_bits + max(0, fp - (fs + shift))))
+    checks += [("network.quant.decoder", decoder_acc.width + max(
                   0, (net.logits.format.frac - decoder_acc.frac) if net.logits else 0))]
     for name, bits in checks:
         if bits > INT64_SAFE_BITS:

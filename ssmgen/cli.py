@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "network.steps, network.inputs))")
     p.add_argument("-o", "--output", required=True,
                    help=".npy written in real units: (batch, time, H), a network's logits "
-                        "(batch, classes)")
+                        "(batch, classes), a per-step network's outputs (batch, time, "
+                        "outputs)")
     p.add_argument("--engine", choices=ENGINES, default="golden",
                    help="float reference, golden integer model, or the generated RTL "
                         "(default: %(default)s)")

@@ -441,7 +441,7 @@ class _NetworkDesign(Design):
         return self.quantized.network.steps
 
     def outputs_per_sequence(self, steps: int) -> int:
-        return 1
+        return steps if self.quantized.network.per_step else 1
 
     def quantize_input(self, u) -> np.ndarray:
         return quantize_network_input(self.quantized, u)
@@ -453,8 +453,9 @@ class _NetworkDesign(Design):
         return run_integer_network(self.quantized, u_int)
 
     def float_reference(self, u) -> np.ndarray:
-        return run_float_network(self.quantized.float_weights, u,
-                                 activation=self.quantized.network.activation)
+        net = self.quantized.network
+        return run_float_network(self.quantized.float_weights, u, activation=net.activation,
+                                 readout=net.readout)
 
     def input_beats(self, u_int) -> np.ndarray:
         u_int = np.asarray(u_int, dtype=np.int64)
@@ -465,7 +466,10 @@ class _NetworkDesign(Design):
 
     def reference_beats(self, u_int) -> np.ndarray:
         logits = self.reference(u_int)
+        if self.quantized.network.per_step:     # one output vector per timestep
+            return logits
         return np.concatenate([logits, predict(logits)[:, None]], axis=1)[:, None, :]
 
     def outputs_from_beats(self, beats) -> np.ndarray:
-        return np.asarray(beats, dtype=np.int64)[:, 0, :-1]
+        beats = np.asarray(beats, dtype=np.int64)
+        return beats if self.quantized.network.per_step else beats[:, 0, :-1]

@@ -39,8 +39,10 @@ OVERFLOWS = ("wrap", "saturate")
 
 
 def network_dict(rng: random.Random, *, kind, H, modes, layers, inputs, classes, steps,
-                 explicit_state=False, logits=None, weights_file="w.npz") -> dict:
-    """A random network config (TOML structure)."""
+                 explicit_state=False, logits=None, weights_file="w.npz",
+                 per_step=False) -> dict:
+    """A random network config (TOML structure); ``per_step``: a sequence-to-sequence model
+    (``network.readout = "per_step"``, ``classes`` outputs per timestep, no pool format)."""
     def q(width_lo=4, width_hi=12, int_lo=-2, int_hi=4):
         width = rng.randint(width_lo, width_hi)
         return {"format": f"fixed<{width},{rng.randint(int_lo, min(int_hi, width))}>",
@@ -73,6 +75,10 @@ def network_dict(rng: random.Random, *, kind, H, modes, layers, inputs, classes,
                                              for _ in range(layers)]
     if logits is not None:
         data["network"]["quant"]["logits"] = logits
+    if per_step:
+        data["network"]["readout"] = "per_step"
+        data["network"]["outputs"] = data["network"].pop("classes")
+        del data["network"]["quant"]["pool"]
     return data
 
 
@@ -81,7 +87,8 @@ def random_network_weights(rng_np: np.random.Generator, config) -> NetworkWeight
 
 
 def ref_network(qnet, u_int):
-    """Exact reference: returns (logits as Fractions (batch, classes), streams, pooled ints)."""
+    """Exact reference: returns (logits as Fractions (batch, classes), streams, pooled ints); with
+    a per-step readout the outputs as Fractions (batch, T, classes) and pooled None."""
     net, q = qnet.network, qnet.config.quant
 
     def val(ints, quantizer):
@@ -90,7 +97,7 @@ def ref_network(qnet, u_int):
 
     We = [val(row, net.encoder) for row in qnet.encoder_w.tolist()]
     be = val(qnet.encoder_b.tolist(), net.encoder_bias)
-    stream_fmt, pool_fmt = ref_format(q.input), ref_format(net.pool)
+    stream_fmt = ref_format(q.input)
     fu, fs, fy = net.input.format.frac, q.input.format.frac, q.output.format.frac
     H = len(be)
     a = [[[ref_quantize(sum((We[h][i] * Fraction(int(x)) * pow2(-fu)
@@ -112,6 +119,22 @@ def ref_network(qnet, u_int):
             new.append(new_seq)
         a = new
         streams.append(a)
+    Wd = [val(row, net.decoder) for row in qnet.decoder_w.tolist()]
+    bd = val(qnet.decoder_b.tolist(), net.decoder_bias)
+
+    def decode(features, frac):
+        row = []
+        for c in range(len(bd)):
+            z = sum((Wd[c][h] * Fraction(features[h]) * pow2(-frac) for h in range(H)),
+                    Fraction(0)) + bd[c]
+            if net.logits is not None:
+                z = Fraction(ref_quantize(z, ref_format(net.logits))) * pow2(-net.logits.format.frac)
+            row.append(z)
+        return row
+
+    if net.per_step:              # the decoder at every timestep, on the stream itself
+        return [[decode(step, fs) for step in seq] for seq in a], streams, None
+    pool_fmt = ref_format(net.pool)
     T = net.steps
     if T & (T - 1) == 0:
         recip = Fraction(1, T)
@@ -120,19 +143,7 @@ def ref_network(qnet, u_int):
         recip = Fraction(ref_round(Fraction(1, T), shift, "half_even"), 1 << shift)
     pooled = [[ref_quantize(sum((Fraction(seq[t][h]) for t in range(T)), Fraction(0))
                             * pow2(-fs) * recip, pool_fmt) for h in range(H)] for seq in a]
-    Wd = [val(row, net.decoder) for row in qnet.decoder_w.tolist()]
-    bd = val(qnet.decoder_b.tolist(), net.decoder_bias)
-    fp = net.pool.format.frac
-    logits = []
-    for p in pooled:
-        row = []
-        for c in range(len(bd)):
-            z = sum((Wd[c][h] * Fraction(p[h]) * pow2(-fp) for h in range(H)), Fraction(0)) + bd[c]
-            if net.logits is not None:
-                z = Fraction(ref_quantize(z, ref_format(net.logits))) * pow2(-net.logits.format.frac)
-            row.append(z)
-        logits.append(row)
-    return logits, streams, pooled
+    return [decode(p, net.pool.format.frac) for p in pooled], streams, pooled
 
 
 CASES = [
@@ -144,6 +155,10 @@ CASES = [
     dict(kind="s4d", H=2, modes=2, layers=1, inputs=1, classes=2, steps=7,
          logits={"format": "fixed<6,2>", "rounding": "floor", "overflow": "wrap"}),
     dict(kind="s5", H=3, modes=2, layers=2, inputs=3, classes=3, steps=8),
+    # sequence to sequence: the decoder at every timestep
+    dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=2, steps=6, per_step=True),
+    dict(kind="s5", H=3, modes=2, layers=1, inputs=2, classes=1, steps=5, per_step=True,
+         logits={"format": "fixed<9,3>", "rounding": "half_even", "overflow": "saturate"}),
 ]
 
 
@@ -168,6 +183,13 @@ def test_network_matches_exact_reference(case_index):
     ref_logits, ref_streams, ref_pool = ref_network(qnet, u_int.tolist())
     for l, (got, want) in enumerate(zip(inter["stream"], ref_streams)):
         assert got.tolist() == want, f"case {case_index} (seed {seed}): stream {l} differs"
+    if net.per_step:
+        assert inter["pool"] is None and logits.shape == (3, net.steps, net.classes)
+        got = [[[Fraction(int(v)) * pow2(-qnet.logits_frac) for v in step] for step in seq]
+               for seq in logits.tolist()]
+        assert got == ref_logits, f"case {case_index} (seed {seed}): outputs differ"
+        assert qnet.max_exact_bits <= 62
+        return
     assert inter["pool"].tolist() == ref_pool, f"case {case_index} (seed {seed}): pool differs"
     got = [[Fraction(int(v)) * pow2(-qnet.logits_frac) for v in row] for row in logits.tolist()]
     assert got == ref_logits, f"case {case_index} (seed {seed}): logits differ"
@@ -216,12 +238,10 @@ def test_weights_file_round_trips_and_holds_each_layer_once(tmp_path):
         load_model(config)                  # never reduced to one of its layers
 
 
-def test_float_network_tracks_integer_network_at_wide_formats(tmp_path):
-    """Two-tier check: the 16-bit integer network stays close to the float reference."""
-    data, config, weights = _write(tmp_path, kind="s4d", H=3, modes=2, layers=2, inputs=1,
-                                   classes=3, steps=16)
-    for name in ("input", "encoder", "encoder_bias", "mix", "mix_bias", "pool", "decoder",
-                 "decoder_bias"):
+def wide_formats(data: dict) -> dict:
+    """``data`` with every format 20 bits wide (half_even, saturate), a ReLU and the state's
+    integer bits from quant.state: close to the float network."""
+    for name in data["network"]["quant"]:
         data["network"]["quant"][name] = {"format": "fixed<20,6>", "rounding": "half_even",
                                           "overflow": "saturate"}
     data["network"]["activation"] = "relu"
@@ -231,12 +251,55 @@ def test_float_network_tracks_integer_network_at_wide_formats(tmp_path):
                                        ("input", "fixed<20,8>"), ("state", "fixed<20,8>"),
                                        ("output", "fixed<20,8>"))})
     data["network"].pop("state_int_bits", None)
-    config = parse_config(data, base_dir=tmp_path)
+    return data
+
+
+def test_float_network_tracks_integer_network_at_wide_formats(tmp_path):
+    """Two-tier check: the 16-bit integer network stays close to the float reference."""
+    data, config, weights = _write(tmp_path, kind="s4d", H=3, modes=2, layers=2, inputs=1,
+                                   classes=3, steps=16)
+    config = parse_config(wide_formats(data), base_dir=tmp_path)
     qnet = quantize_network(config, weights)
     u = np.random.default_rng(1).uniform(-1, 1, (4, 16, 1))
     logits = run_integer_network(qnet, quantize_network_input(qnet, u))
     ref = run_float_network(weights, u, activation="relu")
     np.testing.assert_allclose(logits * 2.0 ** -qnet.logits_frac, ref, atol=2e-2)
+
+
+def test_per_step_float_network_tracks_integer_network_at_wide_formats(tmp_path):
+    """A per-step readout: one output vector per timestep, close to the float reference at
+    16-bit-plus formats, and the same layers as the classifier (only the readout differs)."""
+    rng = random.Random(5)
+    data = network_dict(rng, kind="s5", H=3, modes=4, layers=2, inputs=2, classes=2, steps=12,
+                        per_step=True)
+    config = parse_config(wide_formats(data), base_dir=tmp_path)
+    weights = random_network_weights(np.random.default_rng(5), config)
+    qnet = quantize_network(config, weights)
+    u = np.random.default_rng(1).uniform(-1, 1, (4, 12, 2))
+    out = run_integer_network(qnet, quantize_network_input(qnet, u))
+    ref = run_float_network(weights, u, activation="relu", readout="per_step")
+    assert out.shape == ref.shape == (4, 12, 2)
+    np.testing.assert_allclose(out * 2.0 ** -qnet.logits_frac, ref, atol=2e-2)
+    # the classifier's mean readout of the same stream: the mean of the per-step features
+    mean = run_float_network(weights, u, activation="relu")
+    np.testing.assert_allclose(mean, ref.mean(axis=1), atol=1e-12)
+
+
+def test_per_step_readout_keeps_classifier_hashes():
+    from ssmgen.design import Design
+    rng = random.Random(2)
+    case = dict(kind="s4d", H=2, modes=2, layers=1, inputs=1, classes=2, steps=4)
+    mean = parse_config(network_dict(random.Random(2), **case))
+    explicit = network_dict(random.Random(2), **case)
+    explicit["network"]["readout"] = "mean"
+    weights = random_network_weights(np.random.default_rng(2), mean)
+    # an explicit readout = "mean" is the default: same design, same hash
+    assert (Design.from_quantized(quantize_network(mean, weights)).hash
+            == Design.from_quantized(quantize_network(parse_config(explicit), weights)).hash)
+    seq = parse_config(network_dict(rng, **case, per_step=True))
+    design = Design.from_quantized(quantize_network(seq, weights))
+    assert design.outputs_per_sequence(4) == 4
+    assert design.hash != Design.from_quantized(quantize_network(mean, weights)).hash
 
 
 @pytest.mark.parametrize("patch,message", [
@@ -252,6 +315,14 @@ def test_float_network_tracks_integer_network_at_wide_formats(tmp_path):
      "network.state_int_bits[1][3]"),
     (lambda d: d["network"]["quant"].update(logits={"format": "full", "rounding": "floor"}),
      "network.quant.logits: unknown key(s) rounding"),
+    (lambda d: d["network"].update(readout="last"), "network.readout: 'last' is not allowed"),
+    (lambda d: d["network"].update(readout="per_step"),
+     "network.classes: not with readout = 'per_step'; give network.outputs"),
+    (lambda d: d["network"].update(outputs=2), "network.outputs: not with readout = 'mean'"),
+    (lambda d: (d["network"].update(readout="per_step", outputs=d["network"].pop("classes"))),
+     "network.quant.pool: a per-step readout has no pooling"),
+    (lambda d: (d["network"].update(readout="per_step"), d["network"].pop("classes"),
+                d["network"]["quant"].pop("pool")), "network.outputs: missing"),
 ])
 def test_bad_network_config_names_the_field(patch, message):
     data = network_dict(random.Random(1), kind="s4d", H=2, modes=2, layers=2, inputs=1,

@@ -83,11 +83,10 @@ def random_inputs(qnet, batch: int, seed: int) -> np.ndarray:
                                                 (batch, qnet.network.steps, qnet.network.inputs))
 
 
-def simulate_network(qnet, u, *, seed, idle=0.0, stall=0.0):
-    """Stream u (batch, T, H_in) through NetworkAccelerator in Amaranth's simulator.
-
-    Returns logits (batch, classes), predictions (batch,), the cycles at which each input beat
-    was accepted and each output beat taken, and the component."""
+def stream_network(qnet, u, *, seed, idle=0.0, stall=0.0):
+    """Stream u (batch, T, H_in) through NetworkAccelerator in Amaranth's simulator: (the
+    output beats, each a classifier's (logits, prediction) or a per-step model's outputs, the
+    cycles at which each input beat was accepted and each output beat taken, the component)."""
     from ssmgen.hw.datapath.network import NetworkAccelerator
     dut = NetworkAccelerator(qnet)
     batch, steps, _ = u.shape
@@ -98,12 +97,24 @@ def simulate_network(qnet, u, *, seed, idle=0.0, stall=0.0):
         ctx.set(dut.u.payload.start, int(t == 0))
         ctx.set(dut.u.payload.last, int(t == steps - 1))
 
+    if dut.per_step:
+        expected, take = batch * steps, lambda payload: [int(v) for v in payload.data]
+    else:
+        expected = batch
+        take = lambda payload: ([int(v) for v in payload.logits], int(payload.prediction))  # noqa: E731
     budget = batch * steps * (dut.cycles_per_timestep + 2) * 8 + dut.latency * 4 + 200
     outputs, in_cycles, out_cycles = stream_through(
         dut, dut.u, dut.y, [(b, t) for b in range(batch) for t in range(steps)], put=put,
-        take=lambda payload: ([int(v) for v in payload.logits], int(payload.prediction)),
-        expected=batch, seed=seed, idle=idle, stall=stall, budget=budget)
-    assert len(outputs) == batch, f"seed {seed}: {len(outputs)} of {batch} outputs in {budget} cycles"
+        take=take, expected=expected, seed=seed, idle=idle, stall=stall, budget=budget)
+    assert len(outputs) == expected, f"seed {seed}: {len(outputs)} of {expected} outputs in {budget} cycles"
+    return outputs, in_cycles, out_cycles, dut
+
+
+def simulate_network(qnet, u, *, seed, idle=0.0, stall=0.0):
+    """A classifier through :func:`stream_network`: logits (batch, classes), predictions
+    (batch,), the input and output cycles, and the component."""
+    outputs, in_cycles, out_cycles, dut = stream_network(qnet, u, seed=seed, idle=idle,
+                                                         stall=stall)
     return (np.array([o[0] for o in outputs]), np.array([o[1] for o in outputs]), in_cycles,
             out_cycles, dut)
 
@@ -263,6 +274,58 @@ def test_bad_network_is_rejected():
         NetworkAccelerator(bad)
 
 
+# --- sequence to sequence: the decoder at every timestep -----------------------------------------
+
+#: Per-step readouts (network.readout = "per_step"): one output beat per timestep. Registers
+#: with shared lanes (G = 2), a 2-input encoder and an explicit output format; block RAM with a
+#: DSP budget (serial mixing and decoder units); one output per step.
+PER_STEP_CASES = [
+    dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=2, steps=4, lanes=2,
+         per_step=True),
+    dict(kind="s5", H=3, modes=2, layers=1, inputs=2, classes=3, steps=3, lanes=1, per_step=True,
+         logits={"format": "fixed<9,3>", "rounding": "half_even", "overflow": "saturate"}),
+    dict(kind="s4d", H=2, modes=8, layers=2, inputs=1, classes=1, steps=3, lanes=1,
+         per_step=True, hardware={"dsp_products": 3, "storage": "memory"}),
+]
+
+
+def simulate_per_step(qnet, u, *, seed, idle=0.0, stall=0.0):
+    """A per-step model through :func:`stream_network`: (outputs (batch, T, classes), input
+    cycles, output cycles, the component)."""
+    outputs, in_cycles, out_cycles, dut = stream_network(qnet, u, seed=seed, idle=idle,
+                                                         stall=stall)
+    return np.array(outputs).reshape(u.shape[0], u.shape[1], -1), in_cycles, out_cycles, dut
+
+
+@pytest.mark.parametrize("case_index", range(len(PER_STEP_CASES)))
+def test_per_step_networks_match_golden_with_stalls(case_index):
+    seed = SEED + 80 + case_index
+    qnet = build_network(PER_STEP_CASES[case_index], seed)
+    u = random_inputs(qnet, 3, seed)
+    want = run_integer_network(qnet, u)
+    assert want.shape == (3, qnet.network.steps, qnet.network.classes)
+    got, _, _, dut = simulate_per_step(qnet, u, seed=seed, idle=0.3, stall=0.4)
+    np.testing.assert_array_equal(got, want, err_msg=f"case {case_index} (seed {seed})")
+    assert dut.output_beat == "timestep" and not dut.products       # no pooling
+    # full rate: a beat every G cycles, each output exactly `latency` after its input
+    got, in_cycles, out_cycles, dut = simulate_per_step(qnet, u, seed=seed)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.diff(in_cycles) == dut.cycles_per_timestep), in_cycles
+    assert (np.asarray(out_cycles) - np.asarray(in_cycles)).tolist() == [dut.latency] * len(in_cycles)
+
+
+def test_per_step_readout_refuses_folding_and_the_board():
+    from ssmgen.hw.link.board_top import BoardCore
+    data = network_dict(random.Random(3), kind="s4d", H=2, modes=8, layers=2, inputs=1,
+                        classes=1, steps=3, per_step=True)
+    data["hardware"] = {"fold_layers": True, "storage": "memory", "lanes": 1}
+    with pytest.raises(ConfigError, match="hardware.fold_layers: folds a classifier"):
+        parse_config(data)
+    qnet = build_network(PER_STEP_CASES[0], SEED)
+    with pytest.raises(ConfigError, match="no board protocol yet"):
+        BoardCore(qnet, divisor=4)
+
+
 # --- cocotb: the generated Verilog --------------------------------------------------------------
 
 #: Two s4d layers sharing lanes (G = 2, per-mode state formats), ReLU, four classes.
@@ -270,18 +333,22 @@ RTL_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=4, steps=3
                 explicit_state=True, activation="relu")
 #: The same in block RAM with two multipliers, the other products in logic.
 RTL_MEMORY_CASE = dict(RTL_CASE, hardware={"storage": "memory", "dsp_products": 2})
+#: A per-step readout: one output beat per timestep (sequence to sequence).
+RTL_PER_STEP_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=2, steps=3,
+                         lanes=2, activation="relu", per_step=True)
 #: Folded layers (G = 8 x 2 / 1 = 16 cycles a layer beat), per-mode state formats.
 RTL_FOLD_CASE = dict(RTL_CASE, modes=8, lanes=1,
                      hardware={"storage": "memory", "dsp_products": 2, "fold_layers": True})
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE, RTL_FOLD_CASE],
-                         ids=["registers", "memory", "folded"])
+@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE, RTL_FOLD_CASE, RTL_PER_STEP_CASE],
+                         ids=["registers", "memory", "folded", "per_step"])
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_generated_network_matches_golden_under_cocotb(simulator, case, tmp_path, rtl_simulator):
-    """Generated Verilog == golden logits and predictions with random stalls on both streams;
-    the testbench also checks the manifest's latency against measurement."""
+    """Generated Verilog == golden logits and predictions (a per-step model: every timestep's
+    outputs, one output beat per input beat) with random stalls on both streams; the testbench
+    also checks the manifest's latency against measurement."""
     rtl_simulator(simulator)
     seed = SEED + 100
     qnet = build_network(case, seed)
@@ -293,9 +360,13 @@ def test_generated_network_matches_golden_under_cocotb(simulator, case, tmp_path
                              stall_probability=0.4, work_dir=tmp_path)
     assert result.failures == []
     np.testing.assert_array_equal(result.outputs, want, err_msg=f"{simulator}, seed {seed}")
+    assert result.check.cycles_per_timestep == design.cycles_per_timestep
+    if qnet.network.per_step:
+        assert design.manifest["stream"]["output_beat"] == "timestep"
+        assert result.check.latencies == [design.latency] * 4 * qnet.network.steps
+        return
     np.testing.assert_array_equal(result.check.outputs[:, 0, -1], predict(want))
     assert result.check.latencies == [design.latency] * 4
-    assert result.check.cycles_per_timestep == design.cycles_per_timestep
 
 
 @pytest.mark.rtl

@@ -670,3 +670,97 @@ def test_distillation_and_progressive_qat_export_a_golden_model(model_dir, tmp_p
 def test_qat_recipe_options_name_their_field(tmp_path, capsys, flags, message):
     assert main(["train", "-o", str(tmp_path / "x"), *flags]) != 0
     assert message in capsys.readouterr().err
+
+
+# --- sequence to sequence: a per-step readout, the lorenz task -----------------------------------
+
+def test_lorenz_task_is_generated_offline_and_deterministic():
+    from ssmgen.train.loop import nrmse
+    task = load_task("lorenz")
+    assert task.per_step and task.classes == 1
+    assert task.x_train.shape == (2000, 64, 1) and task.y_test.shape == (500, 64, 1)
+    again = load_task("lorenz")
+    np.testing.assert_array_equal(task.x_test, again.x_test)
+    # the target is the next sample of the same (standardised) trajectory
+    np.testing.assert_array_equal(task.y_train[:, :-1], task.x_train[:, 1:])
+    assert abs(task.x_train.mean()) < 0.01 and abs(task.x_train.std() - 1) < 0.05
+    # repeating the last input (persistence) is the baseline a model must beat
+    assert 0.1 < nrmse(task.x_test, task.y_test) < 0.4
+    assert nrmse(task.y_test, task.y_test) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["s4d", "s5"])
+def test_per_step_qat_forward_equals_golden_integer_network(kind):
+    """A sequence model's eval-mode QAT outputs at every timestep == the golden integer
+    network's, bit for bit; MSE training reduces the loss."""
+    task = load_task("lorenz").subset(48, 16)
+    model = SSMNetwork(kind=kind, channels=4, modes=3, layers=2, classes=1, seed=SEED,
+                       readout="per_step")
+    history = fit(model, task.x_train, task.y_train, epochs=3, lr=0.01, progress=False)
+    assert history[-1]["loss"] < history[0]["loss"] and "train_acc" not in history[-1]
+    config = _config_for(model, task.x_train, widths_from_bits(weights=6, state=10,
+                                                               activations=8), 64, "mse")
+    assert config.network.per_step and config.network.pool is None
+    qnet = quantize_network(config, model.network_weights())
+    error, outputs = evaluate_torch(model, task.x_test, task.y_test, config=config)
+    golden = golden_logits(qnet, task.x_test)
+    assert golden.shape == (16, 64, 1)
+    np.testing.assert_array_equal(outputs, golden * 2.0 ** -qnet.logits_frac)
+    from ssmgen.train.loop import nrmse
+    assert error == nrmse(golden * 2.0 ** -qnet.logits_frac, task.y_test)
+
+
+def test_train_and_eval_a_sequence_model(tmp_path, capsys):
+    """`ssmgen train --task lorenz`: float, PTQ and QAT NRMSE in metrics.json (no accuracy),
+    a per-step config exported, `eval` reproducing the QAT NRMSE; the hardware, distillation,
+    noise and sweeps refuse a sequence model by name."""
+    out = tmp_path / "lorenz"
+    assert main(["train", "--task", "lorenz", "-o", str(out), "--train-subset", "64",
+                 "--test-subset", "32", "--channels", "4", "--modes", "2", "--layers", "1",
+                 "--epochs", "2", "--qat-epochs", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "lorenz: NRMSE float" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metric"] == "nrmse" and "qat_acc" not in metrics
+    assert metrics["model"]["readout"] == "per_step"
+    config = load_config(out / "config.toml")
+    assert config.network.readout == "per_step" and config.network.classes == 1
+    assert main(["eval", str(out), "--task", "lorenz", "--test-subset", "32"]) == 0
+    assert f"lorenz golden: NRMSE {metrics['qat_nrmse']:.4f} (32 sequences)" in capsys.readouterr().out
+    assert main(["eval", str(out), "--task", "lorenz", "--engine", "float",
+                 "--test-subset", "32"]) == 0
+    assert main(["eval", str(out), "--task", "sdigits", "--test-subset", "8"]) == 2
+    assert "network.readout: the model has 'per_step', task sdigits needs 'mean'" in capsys.readouterr().err
+    assert main(["generate", str(out), "-o", str(tmp_path / "rtl")]) == 0
+    manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
+    assert manifest["stream"]["output_beat"] == "timestep"
+    assert main(["build", str(out / "config.toml"), "--board", "icebreaker",
+                 "-o", str(tmp_path / "board")]) != 0
+    assert "no board protocol yet" in capsys.readouterr().err
+    assert main(["train", "--task", "lorenz", "-o", str(tmp_path / "d"), "--init",
+                 str(out / "checkpoints" / "float.pt"), "--qat-distill", "0.5",
+                 "--train-subset", "16", "--test-subset", "8", "--no-progress"]) != 0
+    assert "distillation (--qat-distill) is for classifiers" in capsys.readouterr().err
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(_model_sweep(out, "width = [8]"))
+    from ssmgen.sweep.config import load_sweep
+    from ssmgen.sweep.points import load_base
+    with pytest.raises(ConfigError, match="is a sequence model"):
+        load_base(load_sweep(sweep_file))
+
+
+@pytest.mark.rtl
+def test_eval_rtl_of_a_sequence_model_gives_the_golden_nrmse(tmp_path, capsys):
+    """A sequence model's generated Verilog produces every timestep's outputs bit for bit as
+    the golden network does (the testbench compares them), so its NRMSE is golden's."""
+    out = tmp_path / "lorenz"
+    assert main(["train", "--task", "lorenz", "-o", str(out), "--train-subset", "32",
+                 "--test-subset", "4", "--channels", "2", "--modes", "2", "--layers", "1",
+                 "--epochs", "1", "--qat-epochs", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--task", "lorenz", "--test-subset", "4"]) == 0
+    golden = capsys.readouterr().out.split("NRMSE ")[1].split(" ")[0]
+    assert main(["eval", str(out), "--task", "lorenz", "--engine", "rtl", "--test-subset", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert f"lorenz rtl: NRMSE {golden}" in printed
+    assert "every output of every timestep of all 4 sequences" in printed

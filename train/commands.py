@@ -31,6 +31,7 @@ from ..golden.network import predict, run_float_network
 from ..golden.quantize import load_network
 from ..spec.config import MAX_POLAR_BITS, MIN_THETA_BITS, load_config
 from ..spec.errors import ConfigError
+from ..spec.formats import to_float
 from ..spec.weights import load_network_npz, save_network_npz
 from ..util.progress import say
 
@@ -126,7 +127,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
         metrics["float_epochs"] = 0
     else:
         model = SSMNetwork(kind=kind, inputs=task.inputs, channels=channels, modes=modes,
-                           layers=layers, classes=task.classes, dropout=dropout, seed=seed)
+                           layers=layers, classes=task.classes, dropout=dropout, seed=seed,
+                           readout="per_step" if task.per_step else "mean")
         say(f"float training: {kind}, H={channels}, modes={modes}, L={layers}, "
              f"{epochs} epochs on {len(task.x_train)} samples")
         fit(model, task.x_train, task.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -134,15 +136,22 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
             augment=augment)
         metrics["float_epochs"] = epochs
     save_checkpoint(model, out_dir / "checkpoints/float.pt", extra={"phase": "float"})
-    if model.meta["inputs"] != task.inputs or model.meta["classes"] != task.classes:
-        raise ConfigError(f"--init: the checkpoint's model has {model.meta['inputs']} inputs and "
-                          f"{model.meta['classes']} classes; task {task.name} needs "
-                          f"{task.inputs} and {task.classes}")
+    if (model.meta["inputs"] != task.inputs or model.meta["classes"] != task.classes
+            or model.readout != ("per_step" if task.per_step else "mean")):
+        raise ConfigError(f"--init: the checkpoint's model has {model.meta['inputs']} inputs, "
+                          f"{model.meta['classes']} outputs and a {model.readout!r} readout; "
+                          f"task {task.name} needs {task.inputs}, {task.classes} and "
+                          f"{'per_step' if task.per_step else 'mean'!r}")
     metrics["model"] = {k: model.meta[k] for k in ("kind", "inputs", "channels", "modes",
                                                    "layers", "classes", "activation")}
+    # a classifier's accuracy, or a sequence model's NRMSE (lower is better)
+    key, what = ("nrmse", "NRMSE") if task.per_step else ("acc", "accuracy")
+    if task.per_step:
+        metrics["model"]["readout"] = "per_step"
+        metrics["metric"] = "nrmse"
     metrics["float_seconds"] = round(time.perf_counter() - t0, 1)
-    metrics["float_acc"], _ = evaluate_torch(model, task.x_test, task.y_test)
-    say(f"float test accuracy {metrics['float_acc']:.4f} ({metrics['float_seconds']} s)")
+    metrics[f"float_{key}"], _ = evaluate_torch(model, task.x_test, task.y_test)
+    say(f"float test {what} {metrics[f'float_{key}']:.4f} ({metrics['float_seconds']} s)")
 
     # PTQ: calibrate on (part of) the training split, quantize with the golden model
     if equalize:
@@ -158,8 +167,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                                   abar_form=abar_form, lanes=lanes))
     metrics["abar_form"] = abar_form or {"form": "cartesian"}
     ptq_config = parse(ptq_data, out_dir)
-    metrics["ptq_acc"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
-    say(f"PTQ test accuracy {metrics['ptq_acc']:.4f} (golden integer network)")
+    metrics[f"ptq_{key}"], _ = evaluate_golden(ptq_config, float_weights, task.x_test, task.y_test)
+    say(f"PTQ test {what} {metrics[f'ptq_{key}']:.4f} (golden integer network)")
     save_network_npz(out_dir / "ptq_weights.npz", float_weights)
     (out_dir / "ptq_config.toml").write_text(to_toml(ptq_data, header=_header("PTQ", widths)))
 
@@ -199,8 +208,8 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     metrics["qat_epochs"] = qat_epochs
     metrics["qat_seconds"] = round(time.perf_counter() - t1, 1)
     qat_weights = model.network_weights()
-    metrics["qat_acc"], _ = evaluate_golden(config, qat_weights, task.x_test, task.y_test)
-    say(f"QAT test accuracy {metrics['qat_acc']:.4f} (golden integer network, "
+    metrics[f"qat_{key}"], _ = evaluate_golden(config, qat_weights, task.x_test, task.y_test)
+    say(f"QAT test {what} {metrics[f'qat_{key}']:.4f} (golden integer network, "
          f"{metrics['qat_seconds']} s)")
 
     save_network_npz(out_dir / "weights.npz", qat_weights)
@@ -266,8 +275,10 @@ def cmd_train(args) -> int:
                           equalize=not args.no_equalize, name=f"{args.task}_{args.kind}",
                           abar_form=abar_form, lanes=args.lanes,
                           adjust_config=_hardware_options(args))
-    print(f"{task.name}: float {metrics['float_acc']:.4f}, PTQ {metrics['ptq_acc']:.4f}, "
-          f"QAT {metrics['qat_acc']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
+    key = metrics.get("metric", "acc")
+    what = "NRMSE " if key == "nrmse" else ""
+    print(f"{task.name}: {what}float {metrics[f'float_{key}']:.4f}, PTQ {metrics[f'ptq_{key}']:.4f}, "
+          f"QAT {metrics[f'qat_{key}']:.4f} ({metrics['total_seconds']} s) -> {args.output}")
     return 0
 
 
@@ -344,10 +355,18 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
         raise ConfigError(f"{path}: the config has no [network] section; eval needs a whole model "
                           f"(ssmgen train -o MODEL_DIR writes one)")
     task = load_task(task_name).subset(None, test_subset)
+    readout = "per_step" if task.per_step else "mean"
+    if net.readout != readout:
+        raise ConfigError(f"network.readout: the model has {net.readout!r}, task {task_name} "
+                          f"needs {readout!r}")
     for field, want in (("inputs", task.inputs), ("steps", task.steps), ("classes", task.classes)):
         if getattr(net, field) != want:
-            raise ConfigError(f"network.{field}: the model has {getattr(net, field)}, task "
+            name = "outputs" if (field == "classes" and task.per_step) else field
+            raise ConfigError(f"network.{name}: the model has {getattr(net, field)}, task "
                               f"{task_name} needs {want}")
+    if task.per_step and noise is not None:
+        raise ConfigError("--noise-*: noise evaluation covers classifiers today, not sequence "
+                          "models (per-step readout)")
     start = time.perf_counter()
     if noise is not None:
         import torch
@@ -362,10 +381,14 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
                 "seconds": time.perf_counter() - start, "noise": noise}
     if engine == "float":
         weights = load_network_npz(config.weights.path, config)
-        logits = run_float_network(weights, task.x_test, activation=net.activation)
+        logits = run_float_network(weights, task.x_test, activation=net.activation,
+                                   readout=net.readout)
+        values = logits
     elif engine == "golden":
         from .loop import golden_logits
-        logits = golden_logits(load_network(config), task.x_test)
+        qnet = load_network(config)
+        logits = golden_logits(qnet, task.x_test)
+        values = to_float(logits, qnet.logits_frac)
     elif engine == "rtl":
         # The generated Verilog of the whole network in the native stream bench (Verilator);
         # every output is checked against the golden model (a difference raises).
@@ -387,8 +410,13 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
         finally:
             if bar is not None:
                 bar.close()
+        values = design.dequantize_output(logits)
     else:
         raise ValueError(f"--engine: must be float, golden or rtl, not {engine!r}")
+    if task.per_step:
+        from .loop import nrmse
+        return {"engine": engine, "task": task_name, "total": len(task.x_test),
+                "nrmse": nrmse(values, task.y_test), "seconds": time.perf_counter() - start}
     pred = predict(logits)
     correct = int(np.sum(pred == task.y_test))
     return {"engine": engine, "task": task_name, "correct": correct, "total": len(task.y_test),
@@ -402,11 +430,17 @@ def cmd_eval(args) -> int:
                                 noise=noise)
     under = ("" if noise is None else f" under noise (weight {noise.weight}, state "
              f"{noise.state}, seed {noise.seed})")
-    print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
-          f"({result['correct']}/{result['total']}){under} in {result['seconds']:.2f} s")
+    if "nrmse" in result:             # a sequence model: the outputs' error at every step
+        print(f"{result['task']} {result['engine']}: NRMSE {result['nrmse']:.4f} "
+              f"({result['total']} sequences) in {result['seconds']:.2f} s")
+    else:
+        print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
+              f"({result['correct']}/{result['total']}){under} in {result['seconds']:.2f} s")
     if args.engine == "rtl":      # a difference would have raised: say what was checked
-        print(f"the generated Verilog matched the golden integer model on every logit and "
-              f"prediction of all {result['total']} sequences (bit for bit)")
+        what = ("output of every timestep" if "nrmse" in result
+                else "logit and prediction")
+        print(f"the generated Verilog matched the golden integer model on every {what} of "
+              f"all {result['total']} sequences (bit for bit)")
     return 0
 
 

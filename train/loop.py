@@ -13,13 +13,34 @@ from torch import nn
 
 from ..golden.network import predict, quantize_network_input, run_integer_network
 from ..golden.quantize import quantize_network
+from ..spec.formats import to_float
 from .model import SSMNetwork
 
 #: Softening of the logits for distillation (Hinton et al. use 2..20; 2 suits 10 classes).
 DISTILL_TEMPERATURE = 2.0
 
 __all__ = ["fit", "evaluate_torch", "evaluate_golden", "golden_logits", "save_checkpoint",
-           "load_checkpoint"]
+           "load_checkpoint", "score", "nrmse", "is_regression"]
+
+
+def is_regression(y) -> bool:
+    """Targets of a sequence-to-sequence task (float, (n, T, outputs)) rather than class labels
+    (integers, (n,))."""
+    return np.asarray(y).ndim == 3
+
+
+def nrmse(outputs, y) -> float:
+    """Root mean squared error over every output, divided by the targets' standard deviation
+    (0: perfect; 1: no better than predicting their mean)."""
+    outputs, y = np.asarray(outputs, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.sqrt(np.mean((outputs - y) ** 2)) / max(float(np.std(y)), 1e-300))
+
+
+def score(outputs, y) -> float:
+    """A classifier's accuracy (arg-max of the logits), or a sequence model's NRMSE."""
+    if is_regression(y):
+        return nrmse(outputs, y)
+    return float(np.mean(predict(outputs) == np.asarray(y)))
 
 
 def _progress(iterable, *, desc: str, enabled: bool, total=None):
@@ -43,7 +64,13 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
     (``train.noise.NoiseInjector``): noise-aware training, new weight noise every batch.
     ``teacher`` (a float SSMNetwork, frozen) with ``distill`` = a in (0, 1]: knowledge
     distillation (Hinton et al. 2015), loss = (1 - a) CE + a T^2 KL(teacher || student) on
-    logits softened by ``temperature`` T."""
+    logits softened by ``temperature`` T. Targets ``y`` of a sequence-to-sequence model (float,
+    (n, T, outputs); ``is_regression``) train with the mean squared error instead of the
+    cross-entropy (and without distillation)."""
+    regression = is_regression(y)
+    if regression and teacher is not None and distill > 0:
+        raise ValueError("distillation (--qat-distill) is for classifiers, not sequence "
+                         "models (per-step readout)")
     aug_rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -54,12 +81,12 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
                              {"params": ssm, "weight_decay": 0.0, "lr": lr * ssm_lr_scale}], lr=lr)
     base = [group["lr"] for group in opt.param_groups]
     xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.int64)
+    yt = torch.as_tensor(y, dtype=torch.float64 if regression else torch.int64)
     n = len(xt)
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
     warmup = steps_per_epoch
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.MSELoss() if regression else nn.CrossEntropyLoss()
     history = []
     step = 0
     bar = _progress(range(epochs), desc=desc, enabled=progress)
@@ -91,15 +118,21 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
             opt.step()
             step += 1
             total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(-1) == yt[idx]).sum())
-        record = {"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n,
+            if not regression:
+                correct += int((logits.argmax(-1) == yt[idx]).sum())
+        record = {"epoch": epoch + 1, "loss": total_loss / n,
                   "seconds": time.perf_counter() - start}
+        if not regression:
+            record["train_acc"] = correct / n
         history.append(record)
+        shown = {"loss": f"{record['loss']:.4g}"}
+        if not regression:
+            shown["acc"] = f"{record['train_acc']:.3f}"
         if progress and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}")
+            bar.set_postfix(**shown)
         if log is not None:
-            log(f"{desc} epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, "
-                f"train acc {record['train_acc']:.4f}")
+            log(f"{desc} epoch {epoch + 1}/{epochs}: "
+                + ", ".join(f"{'train acc' if k == 'acc' else k} {v}" for k, v in shown.items()))
         if checkpoint is not None:
             save_checkpoint(model, checkpoint, extra={"phase": desc, "epoch": epoch + 1})
     return history
@@ -107,26 +140,31 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
 
 @torch.no_grad()
 def evaluate_torch(model: SSMNetwork, x, y, *, config=None, batch_size: int = 512):
-    """(accuracy, logits float64 (n, classes)) of the torch forward pass in eval mode."""
+    """(score, logits float64 (n, classes) or outputs (n, T, outputs)) of the torch forward pass
+    in eval mode; the score is the accuracy, or a sequence model's NRMSE (:func:`score`)."""
     model.eval()
     xt = torch.as_tensor(x, dtype=torch.float64)
     logits = torch.cat([model(xt[i:i + batch_size], config) for i in range(0, len(xt), batch_size)])
     logits = logits.numpy()
-    return float(np.mean(predict(logits) == np.asarray(y))), logits
+    return score(logits, y), logits
 
 
 def golden_logits(qnet, x, *, batch_size: int = 512) -> np.ndarray:
-    """Integer logits of the golden network on float inputs (batch, T, H_in)."""
+    """Integer logits (or a per-step model's integer outputs) of the golden network on float
+    inputs (batch, T, H_in)."""
     out = [run_integer_network(qnet, quantize_network_input(qnet, x[i:i + batch_size]))
            for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, qnet.network.classes), dtype=np.int64)
+    net = qnet.network
+    empty = (0, net.steps, net.classes) if net.per_step else (0, net.classes)
+    return np.concatenate(out) if out else np.zeros(empty, dtype=np.int64)
 
 
 def evaluate_golden(config, weights, x, y):
-    """(accuracy, integer logits) of the golden integer network for a config and float weights."""
+    """(score, integer logits) of the golden integer network for a config and float weights:
+    the accuracy, or a sequence model's NRMSE of its exact output values (:func:`score`)."""
     qnet = quantize_network(config, weights)
     logits = golden_logits(qnet, x)
-    return float(np.mean(predict(logits) == np.asarray(y))), logits
+    return score(to_float(logits, qnet.logits_frac), y), logits
 
 
 def save_checkpoint(model: SSMNetwork, path, *, extra: dict | None = None) -> None:

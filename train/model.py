@@ -189,15 +189,23 @@ class SSMLayer(nn.Module):
 
 
 class SSMNetwork(nn.Module):
-    """encoder -> L x [SSM -> activation -> mixing -> + residual] -> mean over time -> decoder."""
+    """encoder -> L x [SSM -> activation -> mixing -> + residual] -> mean over time -> decoder
+    (``readout = "mean"``: logits (B, classes)), or -> decoder at every timestep (``readout =
+    "per_step"``: outputs (B, T, classes), sequence to sequence)."""
 
     def __init__(self, *, kind: str = "s4d", inputs: int = 1, channels: int = 32,
                  modes: int = 16, layers: int = 2, classes: int = 10, activation: str = "relu",
-                 dropout: float = 0.1, seed: int = 0, dt_min: float = 0.001, dt_max: float = 0.1):
+                 dropout: float = 0.1, seed: int = 0, dt_min: float = 0.001, dt_max: float = 0.1,
+                 readout: str = "mean"):
         super().__init__()
+        if readout not in ("mean", "per_step"):
+            raise ValueError(f"readout must be 'mean' or 'per_step', not {readout!r}")
         self.meta = dict(kind=kind, inputs=inputs, channels=channels, modes=modes, layers=layers,
                          classes=classes, activation=activation, dropout=dropout, seed=seed,
                          dt_min=dt_min, dt_max=dt_max)
+        if readout != "mean":        # (a classifier's meta, and so its checkpoints, unchanged)
+            self.meta["readout"] = readout
+        self.readout = readout
         g = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         self.encoder = nn.Linear(inputs, channels, dtype=DTYPE)
@@ -220,16 +228,21 @@ class SSMNetwork(nn.Module):
     def _act(self, y):
         return torch.relu(y) if self.activation == "relu" else y
 
+    def _features(self, a: torch.Tensor) -> torch.Tensor:
+        """What the float decoder reads: the mean over time, or every timestep."""
+        return a if self.readout == "per_step" else a.mean(dim=1)
+
     def forward(self, u: torch.Tensor, config=None, noise=None) -> torch.Tensor:
-        """u (B, T, inputs) float64 -> logits (B, classes); quantized when ``config`` is given;
-        with ``noise`` (``train.noise.NoiseInjector``) on weights and states."""
+        """u (B, T, inputs) float64 -> logits (B, classes), or outputs (B, T, classes) with a
+        per-step readout; quantized when ``config`` is given; with ``noise``
+        (``train.noise.NoiseInjector``) on weights and states."""
         if config is not None:
             return self._forward_quant(u, config, noise)
         if noise is None:
             a = self.encoder(u)
             for layer, mix in zip(self.layers, self.mix):
                 a = a + mix(self.dropout(self._act(layer.forward_float(a))))
-            return self.decoder(a.mean(dim=1))
+            return self.decoder(self._features(a))
 
         def linear(x, module, name):
             return (x @ noise.weight(module.weight, name).T
@@ -239,7 +252,7 @@ class SSMNetwork(nn.Module):
         for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
             y = layer.forward_recurrent(a, noise, l)
             a = a + linear(self.dropout(self._act(y)), mix, f"mix{l}")
-        return linear(a.mean(dim=1), self.decoder, "decoder")
+        return linear(self._features(a), self.decoder, "decoder")
 
     def _forward_quant(self, u, config, noise=None):
         net, q = config.network, config.quant
@@ -260,9 +273,12 @@ class SSMNetwork(nn.Module):
             y = layer.forward_quant(a, config.layer(l), noise, l)
             r = self.dropout(self._act(y))
             a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix", f"mix{l}") + a, q.input)
-        mult, shift = pool_constants(net.steps)
-        pooled = fake_quant(a.sum(dim=1) * (mult * 2.0 ** -shift), net.pool)
-        logits = linear(pooled, self.decoder, net.decoder, net.decoder_bias, "decoder")
+        if net.per_step:                 # the decoder reads the stream at every timestep
+            features = a
+        else:
+            mult, shift = pool_constants(net.steps)
+            features = fake_quant(a.sum(dim=1) * (mult * 2.0 ** -shift), net.pool)
+        logits = linear(features, self.decoder, net.decoder, net.decoder_bias, "decoder")
         return logits if net.logits is None else fake_quant(logits, net.logits)
 
     def network_weights(self) -> NetworkWeights:

@@ -252,12 +252,16 @@ def build_config(meta: dict, cal: Calibration, widths: dict, *, name: str = "ssm
         "state": fmt(wx, max(max(layer) for layer in state_bits)),
         "state_acc": {"format": "full"}, "output_acc": {"format": "full"},
     }
+    per_step = meta.get("readout", "mean") == "per_step"
     netq = {"input": auto("net_input"), "encoder": auto("encoder"), "mix": auto("mix"),
-            "pool": auto("pool"), "decoder": auto("decoder")}
+            "decoder": auto("decoder")}
+    if not per_step:                 # a per-step decoder reads the stream, not a pooled mean
+        netq["pool"] = auto("pool")
     # biases: no more fraction bits than the products they join
     for bias, weight, source in (("encoder_bias", "encoder", netq["input"]),
                                  ("mix_bias", "mix", quant["output"]),
-                                 ("decoder_bias", "decoder", netq["pool"])):
+                                 ("decoder_bias", "decoder",
+                                  quant["input"] if per_step else netq["pool"])):
         product_frac = frac_of(netq[weight]) + frac_of(source)
         netq[bias] = auto(bias, min_int_bits=widths[bias] - product_frac)
     if lanes is None:
@@ -268,7 +272,9 @@ def build_config(meta: dict, cal: Calibration, widths: dict, *, name: str = "ssm
         "quant": quant,
         "hardware": {"lanes": lanes},
         "network": {"inputs": meta["inputs"], "layers": meta["layers"], "steps": steps,
-                    "classes": meta["classes"], "activation": meta["activation"],
+                    **({"readout": "per_step", "outputs": meta["classes"]} if per_step
+                       else {"classes": meta["classes"]}),
+                    "activation": meta["activation"],
                     "state_int_bits": state_bits, "quant": netq},
     }
 

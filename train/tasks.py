@@ -15,6 +15,13 @@
   1000 test. Published baselines on this split (the paper): logistic regression ~32%, MLP ~68%,
   GRU ~91%, CNN ~94%. Harder than sdigits for a small model: the digit templates are padded,
   sheared, scaled, translated and given correlated noise.
+* ``lorenz``: sequence to sequence (a per-step readout, ``network.readout = "per_step"``):
+  next-step prediction of the Lorenz system (sigma 10, rho 28, beta 8/3; RK4 with step 0.01,
+  sampled every 0.04 time units). Input: x(t), 1 feature; target: x(t + 0.04), 1 output, at
+  every one of T = 64 steps. Each sequence is a window of its own trajectory from a seeded random
+  start after 10 time units of burn-in (on the attractor); both standardised by the training
+  split's mean and std of x. 2000 train / 500 test; the model must infer the unseen y and z from
+  x's history. Scored by the NRMSE (``train.loop.nrmse``).
 
 Every split is deterministic: ``load_task(name)`` returns the same arrays on every call.
 """
@@ -30,12 +37,13 @@ import numpy as np
 
 __all__ = ["Task", "load_task", "TASKS"]
 
-TASKS = ("sdigits", "sfreq", "mnist1d")
+TASKS = ("sdigits", "sfreq", "mnist1d", "lorenz")
 
 
 @dataclass(frozen=True)
 class Task:
-    """x_*: float64 (n, T, features); y_*: int64 (n,)."""
+    """x_*: float64 (n, T, features); y_*: int64 (n,) class labels, or for a sequence-to-sequence
+    task (``per_step``) float64 (n, T, classes) targets at every timestep."""
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
@@ -44,6 +52,12 @@ class Task:
     classes: int
     #: training-time augmentation: (x batch, numpy Generator) -> x batch; None for none
     augment: Callable | None = None
+
+    @property
+    def per_step(self) -> bool:
+        """A sequence-to-sequence task: a target vector per timestep (``network.readout =
+        "per_step"``), scored by the NRMSE instead of the accuracy."""
+        return self.y_train.ndim == 3
 
     @property
     def steps(self) -> int:
@@ -138,6 +152,37 @@ def _generate_mnist1d() -> Task:
     return Task("mnist1d", x_train, y_train, x_test, y_test, 10)
 
 
+def _lorenz(n_train: int = 2000, n_test: int = 500, steps: int = 64, seed: int = 4321,
+            h: float = 0.01, every: int = 4, burn_in: float = 10.0) -> Task:
+    sigma, rho, beta = 10.0, 28.0, 8.0 / 3.0
+
+    def deriv(s):
+        x, y, z = s[:, 0], s[:, 1], s[:, 2]
+        return np.stack([sigma * (y - x), x * (rho - z) - y, x * y - beta * z], axis=1)
+
+    def rk4(s):
+        k1 = deriv(s)
+        k2 = deriv(s + 0.5 * h * k1)
+        k3 = deriv(s + 0.5 * h * k2)
+        k4 = deriv(s + h * k3)
+        return s + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    state = rng.normal(0.0, 1.0, (n, 3)) + np.array([0.0, 0.0, 25.0])
+    for _ in range(int(round(burn_in / h))):
+        state = rk4(state)
+    xs = np.empty((n, steps + 1))
+    for k in range(steps + 1):
+        xs[:, k] = state[:, 0]
+        for _ in range(every):
+            state = rk4(state)
+    mean, std = xs[:n_train].mean(), xs[:n_train].std()
+    xs = (xs - mean) / std
+    x, y = xs[:, :-1, None], xs[:, 1:, None]
+    return Task("lorenz", x[:n_train], y[:n_train], x[n_train:], y[n_train:], 1)
+
+
 def load_task(name: str) -> Task:
     if name == "sdigits":
         return _sdigits()
@@ -145,4 +190,6 @@ def load_task(name: str) -> Task:
         return _sfreq()
     if name == "mnist1d":
         return _mnist1d()
+    if name == "lorenz":
+        return _lorenz()
     raise ValueError(f"task must be one of {', '.join(TASKS)}, not {name!r}")

@@ -138,8 +138,12 @@ def input_layout(net: QuantizedNetwork) -> data.StructLayout:
 
 
 def output_layout(net: QuantizedNetwork) -> data.StructLayout:
-    """One output beat per sequence: the logits (golden format, ``logits_frac`` fraction bits)
-    and their arg-max."""
+    """A classifier: one output beat per sequence, the logits (golden format, ``logits_frac``
+    fraction bits) and their arg-max. A per-step readout: one output beat per timestep, the
+    decoder's outputs (``data``, same format)."""
+    if net.network.per_step:
+        return data.StructLayout({
+            "data": data.ArrayLayout(signed(logits_width(net)), net.network.classes)})
     return data.StructLayout({
         "logits": data.ArrayLayout(signed(logits_width(net)), net.network.classes),
         "prediction": unsigned(prediction_width(net))})
@@ -186,9 +190,6 @@ class NetworkAccelerator(wiring.Component):
     fifo_depths : list of int      residual FIFO depth of each layer
     """
 
-    #: One output beat per sequence (the manifest's ``stream.output_beat``).
-    output_beat = "sequence"
-
     def __init__(self, net: QuantizedNetwork):
         if getattr(net, "design_kind", None) != "network":
             raise TypeError(f"Network must be a QuantizedNetwork (golden.quantize.quantize_network),"
@@ -215,6 +216,10 @@ class NetworkAccelerator(wiring.Component):
                              f"{cfg.activation!r}")
         self.net = net
         self.channels = H
+        #: a sequence-to-sequence model: the decoder at every timestep, one output beat each
+        self.per_step = cfg.per_step
+        #: One output beat per sequence, or per timestep (the manifest's ``stream.output_beat``).
+        self.output_beat = "timestep" if self.per_step else "sequence"
         #: The multiplications the last elaboration built outside the layers and the folded
         #: units (:class:`Product`; the pooling's ``s * M``), for the resource estimate; the
         #: layers' and units' own are in their ``products``.
@@ -254,7 +259,8 @@ class NetworkAccelerator(wiring.Component):
         #: logic cost of each of the pooling's products s * M (H of them, or one serial), DSP
         #: or not
         pool_cost = logic_cost(Const(net.pool_mult), Signal(signed(pool_sum_width(net))))
-        self.product_costs = [pool_cost] * (1 if self.serial_pool else H)
+        self.product_costs = ([] if self.per_step
+                              else [pool_cost] * (1 if self.serial_pool else H))
 
         def linear(weights, bias, *, cycles, in_place=False, relu=False, **options):
             """A SerialLinear where the network is serial and time allows, reading its input in
@@ -309,6 +315,17 @@ class NetworkAccelerator(wiring.Component):
                                  f"3 x G = {3 * self.beat_cycles}; use fewer lanes (G = P / "
                                  f"lanes larger)")
 
+        if self.per_step:
+            # the decoder at every timestep: the layers' G cycles per vector, like a mixing
+            # unit, reading the last layer's residual stream (it latches each vector)
+            self.decoder = linear(net.decoder_w, net.decoder_b, in_width=q.input.format.width,
+                                  in_frac=q.input.format.frac, w_frac=cfg.decoder.format.frac,
+                                  b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
+                                  cycles=self._cycles, quantizer=cfg.logits)
+            super().__init__({"u": In(stream.Signature(input_layout(net))),
+                              "y": Out(stream.Signature(output_layout(net)))})
+            return
+
         def decoder(in_place):
             # a serial decoder also finds the arg-max as the logits complete one by one
             serial = self.serial and cfg.steps * self._cycles >= cfg.classes
@@ -336,8 +353,11 @@ class NetworkAccelerator(wiring.Component):
         encoder = 0 if self.encoder is None else self.encoder.latency
         # folded: the last layer-0 beat's layer-1 turn comes 3 G after it (see "Folded layers")
         fold = 3 * self.beat_cycles if self.fold_layers else 0
-        return (encoder + fold + sum(layer.latency + mix.hold + mix.latency + 1
-                                     for layer, mix in zip(self.layers, self.mixers))
+        layers = encoder + fold + sum(layer.latency + mix.hold + mix.latency + 1
+                                      for layer, mix in zip(self.layers, self.mixers))
+        if self.per_step:     # a timestep's output: the decoder's, straight to the output
+            return layers + self.decoder.hold + self.decoder.latency
+        return (layers
                 + 3 - int(self._serial_argmax) - int(self._decoder_is_output)
                 + (self.channels if self.serial_pool else 0)
                 # folded: the pooling's sums in a memory (the word held, its sum read)
@@ -395,7 +415,7 @@ class NetworkAccelerator(wiring.Component):
     @property
     def _argmax_slices(self) -> int:
         """Register slices inside the arg-max tournament (see elaborate)."""
-        if self._serial_argmax:
+        if self._serial_argmax or self.per_step:
             return 0
         levels = (self.net.network.classes - 1).bit_length()
         return (levels - 1) // ARGMAX_LEVELS_PER_SLICE
@@ -493,6 +513,16 @@ class NetworkAccelerator(wiring.Component):
             words = None
             stream_data, src_valid, src_start, src_last, src_ready = self._pipelined_layers(
                 m, stream_data, src_valid, src_start, src_last, src_ready)
+        if self.per_step:
+            # Sequence to sequence: every timestep's vector through the decoder, whose output
+            # register is the network's (no pooling, no arg-max).
+            dec = m.submodules.decoder = self.decoder
+            m.d.comb += [dec.i.valid.eq(src_valid), src_ready.eq(dec.i.ready),
+                         *(dec.i.payload.x[h].eq(stream_data[h]) for h in range(H)),
+                         self.y.valid.eq(dec.o.valid), dec.o.ready.eq(self.y.ready),
+                         *(self.y.payload.data[c].eq(dec.o.payload.y[c])
+                           for c in range(cfg.classes))]
+            return m
 
         # Mean pooling: exact running sum; on the last beat, Q_pool(s * M) into a register.
         sum_width = pool_sum_width(net)

@@ -22,6 +22,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ...spec.errors import ConfigError
 from ..datapath.network import NetworkAccelerator
 from ..datapath.ssm_layer import SSMLayer
 from .controller import LinkController
@@ -95,6 +96,10 @@ class BoardCore(wiring.Component):
             raise ValueError(f"Fifo_depth must be at least 2, not {fifo_depth}")
         self.fifo_depth = fifo_depth
         if getattr(model, "design_kind", None) == "network":
+            if model.network.per_step:
+                raise ConfigError("network.readout = \"per_step\": the UART link's CLASSIFY "
+                                  "returns one result per sequence; a sequence model has no "
+                                  "board protocol yet (generate, synth and run take it)")
             self.link = NetworkLinkController(model, max_batch=max_batch, model_hash=model_hash)
             self.accelerator = NetworkAccelerator(model)
         else:

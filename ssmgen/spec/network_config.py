@@ -1,5 +1,7 @@
 """The ``[network]`` section of a config: a whole model (encoder, L SSM layers, activation,
-position-wise mixing, residual, mean pooling, decoder, arg-max) around the single-layer config.
+position-wise mixing, residual, then a readout: mean pooling, decoder and arg-max for a
+classifier, or the decoder at every timestep for a sequence-to-sequence model) around the
+single-layer config.
 
 A config without ``[network]`` is a single SSM layer. With it, ``[model]`` and
 ``[quant.*]`` describe *every* SSM layer (same shape and formats), ``[quant.input]`` is the format
@@ -13,7 +15,11 @@ Reference::
     inputs = 1                 # H_in: features per timestep entering the encoder
     layers = 2                 # L SSM layers, each: SSM -> activation -> mixing -> + residual
     steps = 64                 # T: sequence length; mean pooling divides the time sum by T
+    readout = "mean"           # "mean": pool over time, decode, arg-max (a classifier);
+                               # "per_step": decode every timestep (sequence to sequence:
+                               # one output vector per input vector, no pooling, no arg-max)
     classes = 10               # decoder outputs; the prediction is their arg-max
+    # outputs = 3              # per_step: decoder outputs per timestep (instead of classes)
     activation = "relu"        # "relu" (exact in fixed point) or "identity"
     # state_int_bits = [[...], [...]]   # optional: integer bits of every state of every layer
     #                                   # (L lists of P integers; overrides quant.state.int_bits)
@@ -24,10 +30,12 @@ Reference::
     [network.quant.encoder_bias]   # encoder bias (H,)
     [network.quant.mix]        # mixing weight of each layer (H, H)
     [network.quant.mix_bias]   # mixing bias (H,)
-    [network.quant.pool]       # mean-pooled features (H,)
+    [network.quant.pool]       # mean-pooled features (H,); not with readout = "per_step",
+                               # whose decoder reads the residual stream (quant.input)
     [network.quant.decoder]    # decoder weight (classes, H)
     [network.quant.decoder_bias]   # decoder bias (classes,)
-    [network.quant.logits]     # decoder output: format = "full" (default: exact, derived width)
+    [network.quant.logits]     # decoder output (logits, or a per-step model's outputs):
+                               # format = "full" (default: exact, derived width)
                                # or fixed<W,I> with rounding/overflow
 
     [network.layer_quant.1.state]  # optional: layer 1's own format of a component, merged over
@@ -48,13 +56,16 @@ from .fields import (accumulator_field, choice_field, expect_table, int_bits_lis
                      quantizer_field, reject_unknown)
 from .formats import Quantizer
 
-__all__ = ["NetworkConfig", "parse_network", "NETWORK_TENSORS", "ACTIVATIONS",
+__all__ = ["NetworkConfig", "parse_network", "NETWORK_TENSORS", "ACTIVATIONS", "READOUTS",
            "LAYER_COMPONENTS"]
 
 #: Tensors of the network (outside the SSM layers) with a fixed-point format, all required.
 NETWORK_TENSORS = ("input", "encoder", "encoder_bias", "mix", "mix_bias", "pool",
                    "decoder", "decoder_bias")
 ACTIVATIONS = ("relu", "identity")
+#: "mean": mean pooling, decoder, arg-max (a classifier); "per_step": the decoder at every
+#: timestep (sequence to sequence)
+READOUTS = ("mean", "per_step")
 #: Components a layer may give its own format (``[network.layer_quant.<l>.<component>]``).
 LAYER_COMPONENTS = ("abar", "bbar", "c", "d", "state", "state_acc", "output_acc")
 
@@ -64,6 +75,7 @@ class NetworkConfig:
     inputs: int
     layers: int
     steps: int
+    #: the decoder's outputs: a classifier's classes, or a per-step model's outputs per timestep
     classes: int
     activation: str
     #: None: every layer uses quant.state's integer bits (or "auto"); else one tuple per layer.
@@ -73,7 +85,8 @@ class NetworkConfig:
     encoder_bias: Quantizer
     mix: Quantizer
     mix_bias: Quantizer
-    pool: Quantizer
+    #: None with readout = "per_step" (no pooling)
+    pool: Quantizer | None
     decoder: Quantizer
     decoder_bias: Quantizer
     #: None: the exact decoder sum (full precision, derived width).
@@ -81,6 +94,12 @@ class NetworkConfig:
     #: per layer, its own component tables (raw TOML, merged over ``[quant.*]`` by
     #: ``config.py``, which checks them); empty dicts where a layer has none
     layer_quant: tuple = ()
+    readout: str = "mean"
+
+    @property
+    def per_step(self) -> bool:
+        """A sequence-to-sequence model: the decoder's outputs at every timestep."""
+        return self.readout == "per_step"
 
 
 def parse_network(table, *, states: int, state_width: int, defaults: dict) -> NetworkConfig:
@@ -88,17 +107,29 @@ def parse_network(table, *, states: int, state_width: int, defaults: dict) -> Ne
     ``quant.state``; ``defaults``: ``[quant.defaults]`` (inherited like by ``[quant.*]``)."""
     where = "network"
     expect_table(table, where)
-    reject_unknown(table, ("inputs", "layers", "steps", "classes", "activation",
-                           "state_int_bits", "quant", "layer_quant"), where)
+    reject_unknown(table, ("inputs", "layers", "steps", "readout", "classes", "outputs",
+                           "activation", "state_int_bits", "quant", "layer_quant"), where)
     inputs = int_field(table, "inputs", where, lo=1, hi=4096)
     layers = int_field(table, "layers", where, lo=1, hi=64)
     steps = int_field(table, "steps", where, lo=1, hi=1 << 20)
-    classes = int_field(table, "classes", where, lo=1, hi=4096)
+    readout = choice_field(table, "readout", where, READOUTS, "mean")
+    per_step = readout == "per_step"
+    # a classifier has classes, a per-step model outputs: the decoder's width either way
+    width_key, other_key = ("outputs", "classes") if per_step else ("classes", "outputs")
+    if other_key in table:
+        raise ConfigError(f"{where}.{other_key}: not with readout = {readout!r}; give "
+                          f"{where}.{width_key} (the decoder's outputs)")
+    classes = int_field(table, width_key, where, lo=1, hi=4096)
     activation = choice_field(table, "activation", where, ACTIVATIONS, "relu")
     qtable = expect_table(table.get("quant", {}), "network.quant")
     reject_unknown(qtable, (*NETWORK_TENSORS, "logits"), "network.quant")
-    quantizers = {}
+    if per_step and "pool" in qtable:
+        raise ConfigError("network.quant.pool: a per-step readout has no pooling (its decoder "
+                          "reads the residual stream, quant.input); remove it")
+    quantizers = {"pool": None}
     for name in NETWORK_TENSORS:
+        if per_step and name == "pool":
+            continue
         if name not in qtable:
             raise ConfigError(f"network.quant.{name}: missing; every network tensor needs a "
                               f"format (tensors: {', '.join(NETWORK_TENSORS)})")
@@ -117,7 +148,7 @@ def parse_network(table, *, states: int, state_width: int, defaults: dict) -> Ne
     return NetworkConfig(inputs, layers, steps, classes, activation, state_int_bits,
                          logits=logits, layer_quant=_layer_quant(table.get("layer_quant", {}),
                                                                  layers),
-                         **quantizers)
+                         readout=readout, **quantizers)
 
 
 def _layer_quant(table, layers: int) -> tuple:

@@ -270,8 +270,9 @@ class QuantizedNetwork:
     @property
     def max_exact_bits(self) -> int:
         """Widest exact intermediate (signed bits) anywhere in the network."""
-        bits = [self.encoder_acc.sum_bits, self.mix_acc.sum_bits, self.decoder_acc.sum_bits,
-                self.pool_bits]
+        bits = [self.encoder_acc.sum_bits, self.mix_acc.sum_bits, self.decoder_acc.sum_bits]
+        if not self.network.per_step:
+            bits.append(self.pool_bits)
         for layer in self.layers:
             bits += [layer.state_acc.sum_bits, layer.output_acc.sum_bits]
         return max(bits)
@@ -299,13 +300,15 @@ class QuantizedNetwork:
         """Every network tensor's format (each layer's own: ``layers[l].describe_formats()``)."""
         cfg = self.network
         out = {name: str(getattr(cfg, name)) for name in ("input", "encoder", "encoder_bias", "mix",
-                                                          "mix_bias", "pool", "decoder", "decoder_bias")}
+                                                          "mix_bias", "pool", "decoder", "decoder_bias")
+               if getattr(cfg, name) is not None}           # a per-step readout has no pool
         out["logits"] = (f"full precision: {self.decoder_acc.sum_bits} bits, frac "
                          f"{self.decoder_acc.frac}" if cfg.logits is None else str(cfg.logits))
         out["encoder_acc"] = self.encoder_acc.describe()
         out["mix_acc"] = self.mix_acc.describe()
         out["decoder_acc"] = self.decoder_acc.describe()
-        out["pool_mean"] = f"* {self.pool_mult} / 2**{self.pool_shift}"
+        if not cfg.per_step:
+            out["pool_mean"] = f"* {self.pool_mult} / 2**{self.pool_shift}"
         return out
 
     def integer_arrays(self) -> dict:
@@ -333,7 +336,9 @@ class QuantizedNetwork:
         net = self.network
         return {**_hardware_identity(self.config),
                 "network": {"inputs": net.inputs, "layers": net.layers, "steps": net.steps,
-                            "classes": net.classes, "activation": net.activation},
+                            "classes": net.classes, "activation": net.activation,
+                            # only when not the default: a classifier's hash is unchanged
+                            **({"readout": net.readout} if net.per_step else {})},
                 "formats": self.describe_formats(),
                 "layer_formats": [layer.describe_formats() for layer in self.layers]}
 
@@ -343,7 +348,8 @@ class QuantizedNetwork:
             "model": {"kind": model.kind, "channels": model.channels, "states": model.states,
                       "modes_per_channel": model.modes_per_channel},
             "network": {"inputs": cfg.inputs, "layers": cfg.layers, "steps": cfg.steps,
-                        "classes": cfg.classes, "activation": cfg.activation},
+                        "classes": cfg.classes, "activation": cfg.activation,
+                        **({"readout": cfg.readout} if cfg.per_step else {})},
             "formats": self.describe_formats(),
             "layer_formats": [layer.describe_formats() for layer in self.layers],
             "fractions": {"input": cfg.input.format.frac, "logits": self.logits_frac},
