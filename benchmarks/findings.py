@@ -13,8 +13,10 @@ Recipe (``ssmgen train``'s): the float model's B and C are equalized per mode (f
 ``SSMNetwork.equalize_``), then every format is calibrated on 512 training samples with the MSE
 rule (``--calib mse``; ``--calib range`` for the older range-covering formats), and QAT fine-tunes
 the equalized float model. PTQ and QAT accuracies are those of the golden integer network
-(bit-exact spec of the hardware) on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings.json. A
-benchmark prints and records figures; it asserts nothing.
+(bit-exact spec of the hardware) on the full test split. Writes docs/findings.md, docs/findings.png and docs/findings_<task>[_s5].json;
+findings.md also includes the pages of the other studies (low-bit targets over seeds, noise
+robustness, size vs precision: COMPANIONS), each written by its own script. A benchmark prints
+and records figures; it asserts nothing.
 
 For the sequence-to-sequence task (``lorenz``) the score is the NRMSE of the outputs at every
 timestep instead of the accuracy (lower is better).
@@ -50,6 +52,11 @@ COMPONENTS = {"Abar": ("abar",), "state": ("state",), "Bbar": ("bbar",), "C": ("
 MODELS = {"s4d": dict(kind="s4d", channels=32, modes=16, layers=2),
           "s5": dict(kind="s5", channels=32, modes=64, layers=2)}
 TASK_ORDER = ("sdigits", "sfreq", "mnist1d", "lorenz")
+#: the pages of the other quantization studies, included at the end of findings.md: (page, the
+#: benchmark that writes it)
+COMPANIONS = (("lowbit_targets.md", "lowbit_targets.py"),
+              ("noise_robustness.md", "noise_robustness.py"),
+              ("size_precision.md", "size_precision.py"))
 
 
 def log(msg):
@@ -235,10 +242,16 @@ def write_markdown(results, path: Path):
         for row in r["state_scale"]:
             lines.append(f"| {row['width']} | {show(row['per_mode'])} | {show(row['per_tensor'])} |")
         lines.append("")
-    lines += ["![accuracy vs width](findings.png)", "",
-              "Robustness to analog-style noise on weights and states (float vs PTQ vs QAT, "
-              "QS4D's experiment): [noise_robustness.md](noise_robustness.md), written by "
-              "`benchmarks/noise_robustness.py`.", ""]
+    lines += ["![accuracy vs width](findings.png)", ""]
+    # the studies of the other benchmarks, so that this page shows every table: each is its
+    # own page too, written (with its command, seeds and run time) by the script it names
+    for name, what in COMPANIONS:
+        page = path.parent / name
+        if page.exists():
+            lines += [f"<!-- included from {name}, written by benchmarks/{what} -->", ""]
+            lines += [("#" + line) if line.startswith("#") else line
+                      for line in page.read_text().splitlines()]
+            lines.append("")
     path.write_text("\n".join(lines))
 
 
