@@ -8,11 +8,15 @@ zero-noise logits are the golden integer network's (tests/test_train.py). Weight
 noise are swept separately (the other at zero). Extra QAT models (e.g. noise-aware QAT, ``ssmgen
 train --qat-noise-weight ...``) join a task's rows with ``--extra TASK=LABEL=MODEL_DIR``.
 
+A section is named by its task, or ``TASK/NAME`` for another model on the same task (e.g.
+``sdigits/S5``); each run updates its sections in docs/noise_robustness.json and keeps the others
+(with the command that measured them), so models can be measured by separate runs.
+
 Writes docs/noise_robustness.md (tables: mean and spread over seeds), docs/noise_robustness.json
 and docs/noise_robustness.png. A benchmark prints and records figures; it asserts nothing.
 
 Run:  python benchmarks/noise_robustness.py --model sdigits=MODEL_DIR [--model mnist1d=DIR]
-          [--extra sdigits="noise-aware QAT"=DIR] [--seeds 3]
+          [--model sdigits/S5=DIR] [--extra sdigits="noise-aware QAT"=DIR] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHT_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 STATE_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 LABELS = {"float": "float", "ptq": "PTQ", "qat": "QAT"}
+#: the command of the sections measured before each section recorded its own (2026-12-07)
+LEGACY_COMMAND = ("--seeds 5 --model sdigits=build/sdigits_default --extra sdigits=noise-aware "
+                  "QAT=build/sdigits_noiseqat --model mnist1d=build/mnist1d_default --extra "
+                  "mnist1d=noise-aware QAT=build/mnist1d_noiseqat")
 
 
 def log(msg):
@@ -55,8 +63,8 @@ def curves(model_dir, variant, task, args):
 
 def write_markdown(results, path: Path, args):
     lines = ["# Noise robustness: float vs PTQ vs QAT under weight and state noise", "",
-             "Written by `benchmarks/noise_robustness.py` (" + " ".join(args.argv) + "), "
-             f"{args.seeds} seeds per level (devices: independent weight draws, fresh state "
+             "Written by `benchmarks/noise_robustness.py` (each section's command and seeds "
+             "below; devices: independent weight draws, fresh state "
              "noise per step), test split, accuracy mean ± std over seeds. The noise model is "
              "`train/noise.py`: weight noise std = level × the tensor's largest |value|; state "
              "noise std = level × the range 2^(I-1) of each state's format, added after every "
@@ -64,11 +72,14 @@ def write_markdown(results, path: Path, args):
              "The MODEL_DIRs: `ssmgen train --task TASK -o build/TASK_default` (defaults, seed 0; "
              "8-bit QAT), and the noise-aware ones `ssmgen train --task TASK --init "
              "build/TASK_default/checkpoints/float.pt --qat-noise-weight 0.02 --qat-noise-state "
-             "0.01 -o build/TASK_noiseqat`.", ""]
+             "0.01 -o build/TASK_noiseqat`; S5: the same with `--kind s5 --modes 64` (as "
+             "findings.md's S5 models).", ""]
     for task, r in results.items():
-        lines += [f"## {task}", "", "Models: " + "; ".join(
-            f"{m['label']}: `{m['source']}`" for m in r["models"]) + f". Run time "
-            f"{r['minutes']} min on 2 cores.", ""]
+        command = r.get("command", args.legacy_command)
+        lines += [f"## {task}", "", f"`python benchmarks/noise_robustness.py {command}`, "
+                  f"{r.get('seeds', 5)} seeds per level. Models: " + "; ".join(
+                      f"{m['label']}: `{m['source']}`" for m in r["models"]) + f". Run time "
+                  f"{r['minutes']} min on 2 cores.", ""]
         for kind, title in (("weight", "Weight noise"), ("state", "State noise")):
             levels = [row[0] for row in r["models"][0]["curves"][kind]]
             lines += [f"### {title} (relative std)", "",
@@ -130,26 +141,30 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else __import__("sys").argv[1:]
+    args.legacy_command = LEGACY_COMMAND
     torch.set_num_threads(1)
     out = Path(args.out)
     extras = _pairs(args.extra, 3, "--extra")
-    results = {}
-    for task_name, model_dir in _pairs(args.model, 2, "--model"):
+    stored = out / "noise_robustness.json"
+    # sections measured by earlier runs stay (their command with them)
+    results = json.loads(stored.read_text()) if stored.exists() else {}
+    for section, model_dir in _pairs(args.model, 2, "--model"):
         start = time.perf_counter()
-        task = load_task(task_name)
+        task = load_task(section.split("/")[0])
         models = [(LABELS[v], model_dir, v) for v in VARIANTS]
-        models += [(label, path, "qat") for t, label, path in extras if t == task_name]
+        models += [(label, path, "qat") for t, label, path in extras if t == section]
         entries = []
         for label, path, variant in models:
-            log(f"{task_name}: {label} ({path})")
+            log(f"{section}: {label} ({path})")
             entries.append({"label": label, "source": _source(Path(path), variant),
                             "curves": curves(path, variant, task, args)})
             for kind in ("weight", "state"):
                 log("  " + kind + ": " + ", ".join(f"{100 * lv:g}% {100 * m:.1f}"
                                                    for lv, m, _ in entries[-1]["curves"][kind]))
-        results[task_name] = {"models": entries,
-                              "minutes": round((time.perf_counter() - start) / 60, 1)}
-    (out / "noise_robustness.json").write_text(json.dumps(results, indent=1) + "\n")
+        results[section] = {"models": entries, "seeds": args.seeds,
+                            "command": " ".join(args.argv),
+                            "minutes": round((time.perf_counter() - start) / 60, 1)}
+    stored.write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(results, out / "noise_robustness.md", args)
     write_plot(results, out / "noise_robustness.png")
     log(f"wrote {out / 'noise_robustness.md'}, .json and .png")
