@@ -189,8 +189,10 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
     network) for one target; write report.json.
 
     Returns the report. An over-capacity design gives ``fits: false`` and ``overflow`` lines
-    naming each resource (place and route is then skipped). The analytic estimate stands beside
-    Yosys's counts (its measured error: docs/synthesis.md).
+    naming each resource (place and route is then skipped), and so does one that fits by Yosys's
+    counts but not into the device's logic cells when placed (iCE40: nextpnr's utilization,
+    :func:`logic_cell_overflow`). The analytic estimate stands beside Yosys's counts (its
+    measured error: docs/synthesis.md).
     """
     if target_name not in TARGETS:
         raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {target_name!r}")
@@ -230,8 +232,23 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
                                                       else "place and route skipped")})
     else:
         pnr_report = work / "nextpnr_report.json"
-        _run([tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
-              "--report", pnr_report.name, "--quiet"], work, "nextpnr.log", progress)
+        try:
+            _run([tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
+                  "--report", pnr_report.name, "--quiet"], work, "nextpnr.log", progress)
+        except SynthError:
+            # fits by LUT and FF counts, but not into the device's logic cells (iCE40: a
+            # flip-flop shares a cell only with the LUT that drives it): a design that does not
+            # fit, not a tool failure
+            cells = logic_cell_overflow((work / "nextpnr.log").read_text(errors="replace"))
+            if cells is None:
+                raise
+            overflow.append(cells)
+            report.update({"fits": False, "overflow": overflow, "placed": None,
+                           "fmax_mhz": None, "fmax_valid": False,
+                           "fmax_note": "not placed: design does not fit (" + cells + ")"})
+            report["seconds"] = round(time.perf_counter() - started, 1)
+            write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+            return report
         placed = parse_nextpnr(json.loads(pnr_report.read_text()))
         report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
                        "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})

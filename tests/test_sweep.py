@@ -411,3 +411,16 @@ def test_cache_keys_follow_the_generator_source():
     finally:
         cache.source_digest = original
     assert cache.ResultCache.key("estimate", {"config": {"a": 1}}) == key
+
+
+@pytest.mark.parametrize("name", ["sweep_small", "sweep_up5k"])
+def test_example_sweep_files_are_valid(name):
+    """The example sweep files whose base ships with the repository parse (sweep_sdigits's base
+    is a model the user trains first); the UP5K fit places its candidates, so that the iCE40's
+    logic cells decide what fits."""
+    from ssmgen.sweep.config import load_sweep
+    from ssmgen.sweep.points import load_base
+    sweep = load_sweep(ROOT / "examples" / f"{name}.toml")
+    load_base(sweep)
+    if name == "sweep_up5k":
+        assert sweep.strategy.kind == "fit" and sweep.place is True

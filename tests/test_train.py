@@ -764,3 +764,52 @@ def test_eval_rtl_of_a_sequence_model_gives_the_golden_nrmse(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"lorenz rtl: NRMSE {golden}" in printed
     assert "every output of every timestep of all 4 sequences" in printed
+
+
+def test_learned_activation_formats_stay_golden_and_move(digits):
+    """--qat-learn-formats: the activation formats' fraction bits are parameters (LSQ/PACT with
+    power-of-two steps). They get a gradient and move; the forward pass at any point is the
+    golden network of the config with the rounded formats (eval mode: bit for bit)."""
+    from ssmgen.train.learned_formats import ActivationFormats
+    model = SSMNetwork(kind="s4d", channels=4, modes=3, layers=2, classes=10, seed=SEED)
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=1, lr=0.01, progress=False)
+    cal = calibrate(model.network_weights(), digits.x_train, activation=model.activation)
+    data = build_config(model.meta, cal, widths_from_bits(weights=6, state=8, activations=4),
+                        steps=64, choice="mse")
+    learned = ActivationFormats(data)
+    start = {k: float(p.detach()) for k, p in learned.frac.items()}
+    assert learned.rounded() == {k: round(v) for k, v in start.items()}
+    fit(model, digits.x_train[:48], digits.y_train[:48], epochs=2, lr=0.002, progress=False,
+        learned=learned, format_lr=0.3)
+    moved = {k: float(p.detach()) - start[k] for k, p in learned.frac.items()}
+    assert all(abs(v) > 0 for v in moved.values()), moved
+    exported = parse(learned.config_data())
+    assert exported.quant.input.format.width == 4
+    assert exported.quant.input.format.frac == learned.rounded()["stream"]
+    assert exported.quant.output.format.frac == learned.rounded()["ssm_out"]
+    qnet = quantize_network(exported, model.network_weights())
+    golden = golden_logits(qnet, digits.x_test) * 2.0 ** -qnet.logits_frac
+    _, logits = evaluate_torch(model, digits.x_test, digits.y_test, config=exported)
+    np.testing.assert_array_equal(logits, golden)
+    model.eval()
+    with torch.no_grad():
+        through = model(torch.as_tensor(digits.x_test), learned=learned).numpy()
+    np.testing.assert_array_equal(through, golden)
+
+
+def test_learned_formats_on_the_command_line_are_recorded(tmp_path, capsys):
+    out = tmp_path / "lf"
+    assert main(["train", "--task", "sdigits", "-o", str(out), "--train-subset", "48",
+                 "--test-subset", "16", "--channels", "4", "--modes", "2", "--layers", "1",
+                 "--epochs", "1", "--qat-epochs", "1", "--bits", "4", "--state-bits", "8",
+                 "--qat-learn-formats", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    learned = metrics["qat_learned_formats"]
+    config = load_config(out / "config.toml")
+    assert learned["stream"]["to"] == str(config.quant.input.format)
+    assert learned["ssm_out"]["to"] == str(config.quant.output.format)
+    assert main(["eval", str(out), "--test-subset", "16"]) == 0
+    assert f"accuracy {metrics['qat_acc']:.4f}" in capsys.readouterr().out
+    assert main(["train", "-o", str(tmp_path / "x"), "--qat-learn-formats", "--qat-schedule",
+                 "8", "--bits", "6", "--no-progress"]) == 2
+    assert "--qat-learn-formats: learns the formats of the target widths" in capsys.readouterr().err

@@ -81,7 +81,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 name="ssm_net", augment=False, calib="mse", calib_percentile=100.0,
                 equalize=True, abar_form: dict | None = None, lanes: int | None = None,
                 qat_noise=None, qat_distill: float = 0.0, qat_schedule=(),
-                adjust_config=None) -> dict:
+                qat_learn_formats: bool = False, adjust_config=None) -> dict:
     """The whole pipeline; returns metrics (also written to out_dir/metrics.json). ``augment``:
     use the task's training-time augmentation (sdigits: random 1-pixel shifts). ``calib``: how
     each tensor's integer bits are chosen (train.ptq.FORMAT_CHOICES; ``calib_percentile`` is the
@@ -93,7 +93,9 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     weight of distillation from the float model during QAT (0: off; ``loop.fit``).
     ``qat_schedule``: progressive QAT, e.g. (8, 6): the QAT epochs are split into
     len + 1 stages, stage i with every width below qat_schedule[i] raised to it, the last at
-    ``widths`` (formats calibrated once, on the float model). ``adjust_config``: called on every
+    ``widths`` (formats calibrated once, on the float model). ``qat_learn_formats``: QAT learns
+    the activation formats' fraction bits too (``train.learned_formats``; LSQ/PACT with
+    power-of-two steps), starting from the calibrated ones. ``adjust_config``: called on every
     config dict built (PTQ, QAT stages, export) before it is used, e.g. to give one layer its
     own formats (``network.layer_quant``, as ``ssmgen sweep``'s per-layer width axes do)."""
     augment = task.augment if augment else None
@@ -195,6 +197,10 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                   for floor in qat_schedule] + [(widths, "qat")]
         if qat_schedule:
             metrics["qat_schedule"] = list(qat_schedule)
+        learned = None
+        if qat_learn_formats:
+            from .learned_formats import ActivationFormats
+            learned = ActivationFormats(data, out_dir)
         for index, (stage_widths, desc) in enumerate(stages):
             epochs_here = (qat_epochs * (index + 1)) // len(stages) - (qat_epochs * index) // len(stages)
             stage_config = config if stage_widths is widths else parse(built(build_config(
@@ -204,7 +210,19 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                 fit(model, task.x_train, task.y_train, epochs=epochs_here, lr=qat_lr,
                     batch_size=batch_size, seed=seed + 1 + index, config=stage_config,
                     progress=progress, desc=desc, checkpoint=out_dir / "checkpoints/qat.pt",
-                    augment=augment, noise=injector, teacher=teacher, distill=qat_distill)
+                    augment=augment, noise=injector, teacher=teacher, distill=qat_distill,
+                    learned=learned if stage_widths is widths else None)
+        if learned is not None:      # the learned formats are the exported model's
+            start = {k: v["format"] for k, v in (("stream", data["quant"]["input"]),
+                                                 ("ssm_out", data["quant"]["output"]))}
+            data = learned.config_data()
+            config = parse(data, out_dir)
+            metrics["qat_learned_formats"] = {
+                k: {"from": start[k], "to": v["format"],
+                    "fraction_bits": round(float(learned.frac[k].detach()), 4)}
+                for k, v in (("stream", data["quant"]["input"]), ("ssm_out", data["quant"]["output"]))}
+            say("QAT learned formats: " + ", ".join(f"{k} {v['from']} -> {v['to']}"
+                                                   for k, v in metrics["qat_learned_formats"].items()))
     metrics["qat_epochs"] = qat_epochs
     metrics["qat_seconds"] = round(time.perf_counter() - t1, 1)
     qat_weights = model.network_weights()
@@ -262,13 +280,16 @@ def cmd_train(args) -> int:
     if not 0 <= args.qat_distill <= 1:
         raise ConfigError(f"--qat-distill: must be in 0..1, not {args.qat_distill}")
     schedule = _schedule(args.qat_schedule, widths)
+    if args.qat_learn_formats and schedule:
+        raise ConfigError("--qat-learn-formats: learns the formats of the target widths; not "
+                          "with --qat-schedule")
     task = load_task(args.task).subset(args.train_subset, args.test_subset)
     metrics = train_model(task, out_dir=Path(args.output), kind=args.kind, channels=args.channels,
                           modes=args.modes, layers=args.layers, epochs=args.epochs,
                           qat_epochs=args.qat_epochs, lr=args.lr, qat_lr=args.qat_lr,
                           batch_size=args.batch_size, seed=args.seed, widths=widths,
                           qat_noise=qat_noise, qat_distill=args.qat_distill,
-                          qat_schedule=schedule,
+                          qat_schedule=schedule, qat_learn_formats=args.qat_learn_formats,
                           dropout=args.dropout,
                           init=args.init, progress=not args.no_progress, augment=args.augment,
                           calib=args.calib, calib_percentile=args.calib_percentile,
@@ -522,6 +543,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--qat-distill", type=float, default=0.0,
                    help="weight a in 0..1 of distillation from the float model during QAT: "
                         "loss = (1 - a) CE + a T^2 KL at T = 2 (default: 0, off)")
+    p.add_argument("--qat-learn-formats", action="store_true",
+                   help="QAT learns the activation formats too (the residual stream's and the "
+                        "SSM output's fraction bits; LSQ/PACT with power-of-two steps), starting "
+                        "from the calibrated ones")
     p.add_argument("--qat-schedule",
                    help="progressive QAT: comma-separated decreasing widths, e.g. 8,6; the QAT "
                         "epochs are split into stages that raise every narrower width to the "

@@ -55,7 +55,8 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
         batch_size: int = 64, seed: int = 0, config=None, weight_decay: float = 0.01,
         ssm_lr_scale: float = 0.5, progress: bool = True, desc: str = "train",
         checkpoint: Path | None = None, log=None, augment=None, noise=None, teacher=None,
-        distill: float = 0.0, temperature: float = DISTILL_TEMPERATURE) -> list[dict]:
+        distill: float = 0.0, temperature: float = DISTILL_TEMPERATURE, learned=None,
+        format_lr: float = 0.02) -> list[dict]:
     """AdamW with a cosine schedule (one warm-up epoch), cross-entropy. ``config``: QAT (the
     quantized forward pass with fake quantization, formats fixed by the config). The recurrence's
     own parameters (A, dt) get ``lr * ssm_lr_scale`` and no weight decay. Returns per-epoch
@@ -66,7 +67,10 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
     distillation (Hinton et al. 2015), loss = (1 - a) CE + a T^2 KL(teacher || student) on
     logits softened by ``temperature`` T. Targets ``y`` of a sequence-to-sequence model (float,
     (n, T, outputs); ``is_regression``) train with the mean squared error instead of the
-    cross-entropy (and without distillation)."""
+    cross-entropy (and without distillation). ``learned``
+    (``train.learned_formats.ActivationFormats``, QAT): the activation formats' fraction bits are
+    learned too (instead of ``config``'s), at ``format_lr`` (a fraction bit is a unit: a rate
+    near ``lr`` would never move one across a rounding boundary in a few epochs)."""
     regression = is_regression(y)
     if regression and teacher is not None and distill > 0:
         raise ValueError("distillation (--qat-distill) is for classifiers, not sequence "
@@ -77,8 +81,12 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
     ssm = [p for layer in model.layers for p in layer.ssm_parameters()]
     ssm_ids = {id(p) for p in ssm}
     other = [p for p in model.parameters() if id(p) not in ssm_ids]
-    opt = torch.optim.AdamW([{"params": other, "weight_decay": weight_decay},
-                             {"params": ssm, "weight_decay": 0.0, "lr": lr * ssm_lr_scale}], lr=lr)
+    groups = [{"params": other, "weight_decay": weight_decay},
+              {"params": ssm, "weight_decay": 0.0, "lr": lr * ssm_lr_scale}]
+    if learned is not None:
+        groups.append({"params": list(learned.parameters()), "weight_decay": 0.0,
+                       "lr": format_lr})
+    opt = torch.optim.AdamW(groups, lr=lr)
     base = [group["lr"] for group in opt.param_groups]
     xt = torch.as_tensor(x, dtype=torch.float64)
     yt = torch.as_tensor(y, dtype=torch.float64 if regression else torch.int64)
@@ -104,7 +112,7 @@ def fit(model: SSMNetwork, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: flo
                 xb = torch.as_tensor(augment(xb.numpy(), aug_rng), dtype=torch.float64)
             if noise is not None:
                 noise.resample()
-            logits = model(xb, config, noise)
+            logits = model(xb, config, noise, learned)
             loss = loss_fn(logits, yt[idx])
             if teacher is not None and distill > 0:
                 with torch.no_grad():

@@ -33,6 +33,13 @@ __all__ = ["SSMLayer", "SSMNetwork"]
 DTYPE = torch.float64
 
 
+def _activation(x, quantizer, learned, key: str):
+    """An activation into its format (golden's rounding), with its learned fraction bits'
+    gradient when ``learned`` (``train.learned_formats.ActivationFormats``) is given."""
+    q = fake_quant(x, quantizer)
+    return q if learned is None else learned.attach(key, x, q, quantizer)
+
+
 class SSMLayer(nn.Module):
     """One diagonal SSM layer (H channels). s4d: ``modes`` = M complex modes per channel
     (P = H*M, flat index p = h*M + m); s5: ``modes`` = P states."""
@@ -130,11 +137,13 @@ class SSMLayer(nn.Module):
             y_f = torch.einsum("fhk,bfk->bfh", torch.fft.rfft(K, n=n, dim=0), u_f)
         return torch.fft.irfft(y_f, n=n, dim=1)[:, :T] + d * u
 
-    def forward_quant(self, a: torch.Tensor, config, noise=None, index: int = 0) -> torch.Tensor:
+    def forward_quant(self, a: torch.Tensor, config, noise=None, index: int = 0,
+                      learned=None) -> torch.Tensor:
         """a (B, T, H): exact values in quant.input -> y (B, T, H) in quant.output, the golden
         integer model's recurrence (full-precision accumulators) in float64. ``noise``
         (``train.noise.NoiseInjector``) perturbs the quantized weights and each quantized state
-        of this layer (number ``index``)."""
+        of this layer (number ``index``); ``learned`` (``train.learned_formats``) learns the
+        output format's fraction bits."""
         q = config.quant
         if q.state_acc is not None or q.output_acc is not None:
             raise ValueError("QAT supports full-precision accumulators only "
@@ -144,7 +153,7 @@ class SSMLayer(nn.Module):
         weights = (torch.complex(ar, ai), torch.complex(br, bi), torch.complex(cr, ci), dq)
         return self._recur(a, weights, noise, index,
                            state_q=lambda x: fake_quant(x, q.state, qlayer.state_frac),
-                           output_q=lambda y: fake_quant(y, q.output))
+                           output_q=lambda y: _activation(y, q.output, learned, "ssm_out"))
 
     def forward_recurrent(self, a: torch.Tensor, noise=None, index: int = 0) -> torch.Tensor:
         """The float map of :meth:`forward_float`, timestep by timestep (so that ``noise`` can
@@ -232,12 +241,15 @@ class SSMNetwork(nn.Module):
         """What the float decoder reads: the mean over time, or every timestep."""
         return a if self.readout == "per_step" else a.mean(dim=1)
 
-    def forward(self, u: torch.Tensor, config=None, noise=None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, config=None, noise=None, learned=None) -> torch.Tensor:
         """u (B, T, inputs) float64 -> logits (B, classes), or outputs (B, T, classes) with a
         per-step readout; quantized when ``config`` is given; with ``noise``
-        (``train.noise.NoiseInjector``) on weights and states."""
+        (``train.noise.NoiseInjector``) on weights and states; with ``learned``
+        (``train.learned_formats.ActivationFormats``, QAT) its activation formats, learned."""
+        if learned is not None:
+            config = learned.config()
         if config is not None:
-            return self._forward_quant(u, config, noise)
+            return self._forward_quant(u, config, noise, learned)
         if noise is None:
             a = self.encoder(u)
             for layer, mix in zip(self.layers, self.mix):
@@ -254,7 +266,7 @@ class SSMNetwork(nn.Module):
             a = a + linear(self.dropout(self._act(y)), mix, f"mix{l}")
         return linear(self._features(a), self.decoder, "decoder")
 
-    def _forward_quant(self, u, config, noise=None):
+    def _forward_quant(self, u, config, noise=None, learned=None):
         net, q = config.network, config.quant
         if net.steps != u.shape[1]:
             raise ValueError(f"network.steps = {net.steps}, but the input has {u.shape[1]} steps")
@@ -268,11 +280,13 @@ class SSMNetwork(nn.Module):
             return x @ w.T + b
 
         u = fake_quant(u, net.input)
-        a = fake_quant(linear(u, self.encoder, net.encoder, net.encoder_bias, "encoder"), q.input)
+        a = _activation(linear(u, self.encoder, net.encoder, net.encoder_bias, "encoder"),
+                        q.input, learned, "stream")
         for l, (layer, mix) in enumerate(zip(self.layers, self.mix)):
-            y = layer.forward_quant(a, config.layer(l), noise, l)
+            y = layer.forward_quant(a, config.layer(l), noise, l, learned)
             r = self.dropout(self._act(y))
-            a = fake_quant(linear(r, mix, net.mix, net.mix_bias, "mix", f"mix{l}") + a, q.input)
+            a = _activation(linear(r, mix, net.mix, net.mix_bias, "mix", f"mix{l}") + a,
+                            q.input, learned, "stream")
         if net.per_step:                 # the decoder reads the stream at every timestep
             features = a
         else:
