@@ -35,9 +35,11 @@ provably enters its accumulator as a plain left shift (always with full precisio
 explicit format when it drops no fraction bit and cannot overflow) the shift is folded into the
 weights and the terms of one sum are added by a matrix product, in float32 or float64 (BLAS)
 when a bound derived from the formats keeps it exact (:func:`exact_matmul`), else in int64.
-Otherwise each term is requantized on its own, as the specification says. The work runs on
-batch chunks and blocks of timesteps that stay in the cache, in reused buffers, with
-requantizers prepared once (``fixedpoint.Requantizer``).
+Otherwise each term is requantized on its own, as the specification says. With a
+full-precision state accumulator narrower than 53 bits the loop itself runs on float64
+integers (``fixedpoint.FloatRequantizer``: numpy's int64 products are scalar, its float64 ones
+SIMD; the same integers). The work runs on batch chunks and blocks of timesteps that stay in
+the cache, in reused buffers, with requantizers prepared once (``fixedpoint.Requantizer``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 
 from ..spec.formats import FixedFormat, to_float
 from ..spec.quantized import AccumulatorPlan, QuantizedSSM
-from .fixedpoint import Requantizer, quantize_float
+from .fixedpoint import FLOAT_EXACT_BITS, FloatRequantizer, Requantizer, quantize_float
 
 __all__ = ["quantize_input", "dequantize_output", "step", "run_integer", "run_quantized",
            "exact_matmul", "exact_dtype"]
@@ -197,6 +199,11 @@ class _Layer:
         # frac - format frac), so express each state's fraction bits through the source frac
         self.state_source_frac = sacc.frac - fx + q.state.format.frac
         self._loops = {}
+        # the loop in float64 (FloatRequantizer: SIMD products, one-operation rounding) where
+        # every value in it is an integer below 2**52: a full-precision state accumulator,
+        # whose exact sum (Abar x entered exactly, plus the Bbar u sums) has at most sum_bits
+        # signed bits; else in int64
+        self.float_loop = sacc.full_precision and sacc.sum_bits < FLOAT_EXACT_BITS
         # Bbar_p,h u_h terms (frac Fb + Fu): entered before the loop
         self.b_bound = _magnitude(q.bbar.format) * u_max
         self.enter_b = _Entry(sacc, fb + fu, self.b_bound)
@@ -271,9 +278,21 @@ class _Layer:
                                   Requantizer(full(self.state_source_frac), self.state_q))
         return self._loops[shape]
 
-    def recur(self, states, x) -> np.ndarray:
+    def _float_loop(self, shape):
+        """The float64 loop's constants (see ``float_loop``), per timestep shape (b, 2, P)."""
+        key = ("float", shape)
+        if key not in self._loops:
+            a_same, a_swap = self._loop(shape)[:2]              # Abar, shift folded in
+            self._loops[key] = (a_same.astype(np.float64), a_swap.astype(np.float64),
+                                FloatRequantizer(self.state_source_frac, self.model.config.quant.state,
+                                                 shape))
+        return self._loops[key]
+
+    def recur(self, states, x, scratch=None) -> np.ndarray:
         """The state trajectory from the initial state x (b, 2, P), in place: ``states``
         (T, b, 2, P) holds the entered Bbar u sums on entry and the states on return."""
+        if self.float_loop:
+            return self._recur_float(states, x, scratch or _Scratch())
         a_same, a_swap, enter_a, sum_state, into_state = self._loop(x.shape)
         acc, spare = np.empty(x.shape, dtype=np.int64), np.empty(x.shape, dtype=np.int64)
         for k in range(states.shape[0]):
@@ -286,6 +305,22 @@ class _Layer:
             if sum_state is not None:
                 acc, spare = sum_state(acc, out=spare), acc
             x = into_state(acc, out=states[k])
+        return states
+
+    def _recur_float(self, states, x, scratch) -> np.ndarray:
+        """:meth:`recur` in float64, the same integers (``float_loop``)."""
+        a_same, a_swap, into_state = self._float_loop(x.shape)
+        trajectory = scratch("float_states", states.shape, np.float64)
+        np.copyto(trajectory, states, casting="unsafe")          # exact: |values| < 2**52
+        x = x.astype(np.float64)
+        acc, spare = np.empty(x.shape), np.empty(x.shape)
+        for k in range(states.shape[0]):
+            np.multiply(x, a_same, out=acc)
+            np.multiply(x[:, ::-1], a_swap, out=spare)
+            acc += spare
+            acc += trajectory[k]
+            x = into_state(acc, out=trajectory[k])
+        np.copyto(states, trajectory, casting="unsafe")
         return states
 
     # -- after the loop ----------------------------------------------------------------------
@@ -329,7 +364,7 @@ class _Layer:
         """Outputs (T, b, H) and states (T, b, 2, P, a scratch buffer) of a block of timesteps
         u (T, b, H) from the state x (b, 2, P) before it."""
         states = self.drive(u, scratch("states", u.shape[:2] + (2, self.P)), scratch)
-        self.recur(states, x)
+        self.recur(states, x, scratch)
         return self.readout(states, u, scratch), states
 
 

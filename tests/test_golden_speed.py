@@ -2,7 +2,8 @@
 
 * ``fixedpoint.Requantizer`` (requantize with its constants prepared once) equals ``requantize``
   for every rounding and overflow mode, uniform and per-element shifts of either sign, ties and
-  the largest magnitudes the int64 model allows;
+  the largest magnitudes the int64 model allows; ``FloatRequantizer`` (the same on float64
+  integers below 2**52, the layer loop's float path) equals it too;
 * ``exact_matmul`` picks float32 / float64 / int64 from the bound and is exact on both sides of
   2**24 and 2**53, where a plain float64 product demonstrably is not;
 * ``run_integer`` equals the exact Fraction reference (tests/test_integer_model.py) on layers whose
@@ -26,7 +27,7 @@ from test_integer_model import assert_matches_reference, base_dict, pow2
 from test_network import network_dict, random_network_weights, ref_network
 
 from ssmgen.golden import integer_model
-from ssmgen.golden.fixedpoint import Requantizer, requantize
+from ssmgen.golden.fixedpoint import FloatRequantizer, Requantizer, requantize
 from ssmgen.golden.integer_model import (
     FLOAT32_EXACT_MAX,
     FLOAT64_EXACT_MAX,
@@ -95,6 +96,29 @@ def test_requantizer_equals_requantize(rounding, overflow):
         # reusable: a second call on other values needs no new constants
         np.testing.assert_array_equal(prepared(values // 3), requantize(values // 3, frac, quantizer),
                                       err_msg=label)
+
+
+@pytest.mark.parametrize("rounding", list(Rounding))
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_float_requantizer_equals_requantize_below_2_52(rounding, overflow):
+    """The float64 loop's requantizer: every mode, shifts of both signs, exact ties, values up to
+    2**52 - 1 (the largest the float path takes; a left shift keeps them below)."""
+    rng = np.random.default_rng([SEED, 7, list(Rounding).index(rounding),
+                                 list(Overflow).index(overflow)])
+    for i, (values, frac, quantizer) in enumerate(_requantize_cases(rng, rounding, overflow)):
+        shift = np.broadcast_to(np.asarray(frac) - quantizer.format.frac, values.shape)
+        left = np.maximum(-shift, 0)
+        values = values % (1 << np.maximum(51 - left, 1))           # |values << left| < 2**52
+        values = np.where(rng.random(values.shape) < 0.5, -values, values)
+        if i % 5 == 0:
+            values.flat[-1] = (1 << int(max(51 - left.flat[-1], 1))) - 1   # the largest
+        want = requantize(values, frac, quantizer)
+        prepared = FloatRequantizer(frac, quantizer, values.shape)
+        floats = values.astype(np.float64)
+        got = prepared(floats, out=np.empty(values.shape))
+        label = f"case {i} ({quantizer}, frac {frac})"
+        np.testing.assert_array_equal(got, want.astype(np.float64), err_msg=label)
+        np.testing.assert_array_equal(prepared(floats, out=floats), want, err_msg=label)  # in place
 
 
 def test_requantizer_broadcasts_scalar_values_over_per_element_fracs():
