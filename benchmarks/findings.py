@@ -76,7 +76,7 @@ def float_model(task, args, work: Path) -> SSMNetwork:
         log(f"{task.name}: reusing {ckpt}")
         return load_checkpoint(ckpt)
     model = SSMNetwork(inputs=task.inputs, classes=task.classes, seed=args.seed,
-                       dropout=args.dropout, readout="per_step" if task.per_step else "mean",
+                       dropout=args.dropout, readout=task.readout,
                        **MODELS[args.kind])
     start = time.perf_counter()
     fit(model, task.x_train, task.y_train, epochs=args.epochs, lr=args.lr, seed=args.seed,

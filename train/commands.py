@@ -130,7 +130,7 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
     else:
         model = SSMNetwork(kind=kind, inputs=task.inputs, channels=channels, modes=modes,
                            layers=layers, classes=task.classes, dropout=dropout, seed=seed,
-                           readout="per_step" if task.per_step else "mean")
+                           readout=task.readout)
         say(f"float training: {kind}, H={channels}, modes={modes}, L={layers}, "
              f"{epochs} epochs on {len(task.x_train)} samples")
         fit(model, task.x_train, task.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -139,11 +139,11 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
         metrics["float_epochs"] = epochs
     save_checkpoint(model, out_dir / "checkpoints/float.pt", extra={"phase": "float"})
     if (model.meta["inputs"] != task.inputs or model.meta["classes"] != task.classes
-            or model.readout != ("per_step" if task.per_step else "mean")):
+            or model.readout != task.readout):
         raise ConfigError(f"--init: the checkpoint's model has {model.meta['inputs']} inputs, "
                           f"{model.meta['classes']} outputs and a {model.readout!r} readout; "
                           f"task {task.name} needs {task.inputs}, {task.classes} and "
-                          f"{'per_step' if task.per_step else 'mean'!r}")
+                          f"{task.readout!r}")
     metrics["model"] = {k: model.meta[k] for k in ("kind", "inputs", "channels", "modes",
                                                    "layers", "classes", "activation")}
     # a classifier's accuracy, or a sequence model's NRMSE (lower is better)
@@ -213,14 +213,9 @@ def train_model(task, *, out_dir: Path, kind="s4d", channels=32, modes=16, layer
                     augment=augment, noise=injector, teacher=teacher, distill=qat_distill,
                     learned=learned if stage_widths is widths else None)
         if learned is not None:      # the learned formats are the exported model's
-            start = {k: v["format"] for k, v in (("stream", data["quant"]["input"]),
-                                                 ("ssm_out", data["quant"]["output"]))}
             data = learned.config_data()
             config = parse(data, out_dir)
-            metrics["qat_learned_formats"] = {
-                k: {"from": start[k], "to": v["format"],
-                    "fraction_bits": round(float(learned.frac[k].detach()), 4)}
-                for k, v in (("stream", data["quant"]["input"]), ("ssm_out", data["quant"]["output"]))}
+            metrics["qat_learned_formats"] = learned.report()
             say("QAT learned formats: " + ", ".join(f"{k} {v['from']} -> {v['to']}"
                                                    for k, v in metrics["qat_learned_formats"].items()))
     metrics["qat_epochs"] = qat_epochs
@@ -376,10 +371,9 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
         raise ConfigError(f"{path}: the config has no [network] section; eval needs a whole model "
                           f"(ssmgen train -o MODEL_DIR writes one)")
     task = load_task(task_name).subset(None, test_subset)
-    readout = "per_step" if task.per_step else "mean"
-    if net.readout != readout:
+    if net.readout != task.readout:
         raise ConfigError(f"network.readout: the model has {net.readout!r}, task {task_name} "
-                          f"needs {readout!r}")
+                          f"needs {task.readout!r}")
     for field, want in (("inputs", task.inputs), ("steps", task.steps), ("classes", task.classes)):
         if getattr(net, field) != want:
             name = "outputs" if (field == "classes" and task.per_step) else field

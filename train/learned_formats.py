@@ -67,6 +67,14 @@ class ActivationFormats(nn.Module):
             table[name] = dict(table[name], format=f"fixed<{width},{width - frac}>")
         return data
 
+    def report(self) -> dict:
+        """{format: {"from": the calibrated format, "to": the learned one, "fraction_bits": the
+        parameter now}} for metrics.json."""
+        learned = self.config_data()
+        return {key: {"from": str(_format(self.data, key)), "to": str(_format(learned, key)),
+                      "fraction_bits": round(float(self.frac[key].detach()), 4)}
+                for key in LEARNED_FORMATS}
+
     def config(self):
         """The parsed config of :meth:`config_data` (cached per rounded fraction bits)."""
         key = tuple(sorted(self.rounded().items()))

@@ -60,6 +60,11 @@ class Task:
         return self.y_train.ndim == 3
 
     @property
+    def readout(self) -> str:
+        """The network readout the task needs (``network.readout``)."""
+        return "per_step" if self.per_step else "mean"
+
+    @property
     def steps(self) -> int:
         return self.x_train.shape[1]
 

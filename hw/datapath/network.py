@@ -315,28 +315,24 @@ class NetworkAccelerator(wiring.Component):
                                  f"3 x G = {3 * self.beat_cycles}; use fewer lanes (G = P / "
                                  f"lanes larger)")
 
-        if self.per_step:
-            # the decoder at every timestep: the layers' G cycles per vector, like a mixing
-            # unit, reading the last layer's residual stream (it latches each vector)
-            self.decoder = linear(net.decoder_w, net.decoder_b, in_width=q.input.format.width,
-                                  in_frac=q.input.format.frac, w_frac=cfg.decoder.format.frac,
-                                  b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
-                                  cycles=self._cycles, quantizer=cfg.logits)
-            super().__init__({"u": In(stream.Signature(input_layout(net))),
-                              "y": Out(stream.Signature(output_layout(net)))})
-            return
+        # the decoder reads the pooled features once per sequence, or with a per-step readout
+        # the last layer's residual stream at every timestep, in the layers' G cycles per
+        # vector like a mixing unit (it latches each vector)
+        features = q.input if self.per_step else cfg.pool
+        decoder_cycles = self._cycles if self.per_step else cfg.steps * self._cycles
 
         def decoder(in_place):
-            # a serial decoder also finds the arg-max as the logits complete one by one
-            serial = self.serial and cfg.steps * self._cycles >= cfg.classes
-            return linear(net.decoder_w, net.decoder_b, in_width=cfg.pool.format.width,
-                          in_frac=cfg.pool.format.frac, w_frac=cfg.decoder.format.frac,
+            # a serial classifier's decoder also finds the arg-max as the logits complete
+            serial = not self.per_step and self.serial and decoder_cycles >= cfg.classes
+            return linear(net.decoder_w, net.decoder_b, in_width=features.format.width,
+                          in_frac=features.format.frac, w_frac=cfg.decoder.format.frac,
                           b_frac=cfg.decoder_bias.format.frac, **plan(net.decoder_acc),
-                          cycles=cfg.steps * self._cycles, quantizer=cfg.logits,
+                          cycles=decoder_cycles, quantizer=cfg.logits,
                           in_place=in_place, **({"argmax": True} if serial else {}))
 
-        self.decoder = decoder(in_place=True)
-        if self.decoder.hold + (H if self.serial_pool else 0) + 1 > cfg.steps * self._cycles:
+        self.decoder = decoder(in_place=not self.per_step)
+        if (not self.per_step and self.decoder.hold + (H if self.serial_pool else 0) + 1
+                > decoder_cycles):
             # read in place, the pooled features would still be held when the next sequence's
             # mean is due: latch them instead
             self.decoder = decoder(in_place=False)
