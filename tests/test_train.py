@@ -675,7 +675,7 @@ def test_qat_recipe_options_name_their_field(tmp_path, capsys, flags, message):
 # --- sequence to sequence: a per-step readout, the lorenz task -----------------------------------
 
 def test_lorenz_task_is_generated_offline_and_deterministic():
-    from ssmgen.train.loop import nrmse
+    from ssmgen.train.tasks import nrmse
     task = load_task("lorenz")
     assert task.per_step and task.classes == 1
     assert task.x_train.shape == (2000, 64, 1) and task.y_test.shape == (500, 64, 1)
@@ -706,14 +706,15 @@ def test_per_step_qat_forward_equals_golden_integer_network(kind):
     golden = golden_logits(qnet, task.x_test)
     assert golden.shape == (16, 64, 1)
     np.testing.assert_array_equal(outputs, golden * 2.0 ** -qnet.logits_frac)
-    from ssmgen.train.loop import nrmse
+    from ssmgen.train.tasks import nrmse
     assert error == nrmse(golden * 2.0 ** -qnet.logits_frac, task.y_test)
 
 
 def test_train_and_eval_a_sequence_model(tmp_path, capsys):
     """`ssmgen train --task lorenz`: float, PTQ and QAT NRMSE in metrics.json (no accuracy),
-    a per-step config exported, `eval` reproducing the QAT NRMSE; the hardware, distillation,
-    noise and sweeps refuse a sequence model by name."""
+    a per-step config exported, `eval` reproducing the QAT NRMSE, its Verilog generated, a sweep
+    over it scored by 1 - NRMSE, its NRMSE under noise; board builds and distillation refuse a
+    sequence model by name."""
     out = tmp_path / "lorenz"
     assert main(["train", "--task", "lorenz", "-o", str(out), "--train-subset", "64",
                  "--test-subset", "32", "--channels", "4", "--modes", "2", "--layers", "1",
@@ -729,6 +730,15 @@ def test_train_and_eval_a_sequence_model(tmp_path, capsys):
     assert f"lorenz golden: NRMSE {metrics['qat_nrmse']:.4f} (32 sequences)" in capsys.readouterr().out
     assert main(["eval", str(out), "--task", "lorenz", "--engine", "float",
                  "--test-subset", "32"]) == 0
+    # under noise: zero noise is the golden NRMSE, weight noise makes it worse
+    capsys.readouterr()
+    assert main(["eval", str(out), "--task", "lorenz", "--test-subset", "32",
+                 "--noise-weight", "0"]) == 0
+    assert f"NRMSE {metrics['qat_nrmse']:.4f}" in capsys.readouterr().out
+    assert main(["eval", str(out), "--task", "lorenz", "--test-subset", "32",
+                 "--noise-weight", "0.2", "--noise-seed", "3"]) == 0
+    noisy = float(capsys.readouterr().out.split("NRMSE ")[1].split(" ")[0])
+    assert noisy > metrics["qat_nrmse"]
     assert main(["eval", str(out), "--task", "sdigits", "--test-subset", "8"]) == 2
     assert "network.readout: the model has 'per_step', task sdigits needs 'mean'" in capsys.readouterr().err
     assert main(["generate", str(out), "-o", str(tmp_path / "rtl")]) == 0
@@ -741,12 +751,18 @@ def test_train_and_eval_a_sequence_model(tmp_path, capsys):
                  str(out / "checkpoints" / "float.pt"), "--qat-distill", "0.5",
                  "--train-subset", "16", "--test-subset", "8", "--no-progress"]) != 0
     assert "distillation (--qat-distill) is for classifiers" in capsys.readouterr().err
-    sweep_file = tmp_path / "sweep.toml"
-    sweep_file.write_text(_model_sweep(out, "width = [8]"))
+    # a sweep over it: quality 1 - NRMSE (higher is better, as accuracy), the NRMSE beside it
     from ssmgen.sweep.config import load_sweep
-    from ssmgen.sweep.points import load_base
-    with pytest.raises(ConfigError, match="is a sequence model"):
-        load_base(load_sweep(sweep_file))
+    from ssmgen.sweep.runner import run_sweep
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(_model_sweep(out, "width = [4, 8]").replace("test_subset = 40",
+                                                                        "test_subset = 32"))
+    results = run_sweep(load_sweep(sweep_file), tmp_path / "sweep", workers=1,
+                        show_progress=False, say=lambda _: None)
+    rows = {r["axis.width"]: r for r in results["points"]}
+    assert all(r["quality_metric"] == "1-nrmse" and r["status"] == "ok" for r in rows.values())
+    assert all(r["quality"] == pytest.approx(1 - r["nrmse"], abs=1e-12) for r in rows.values())
+    assert all(0 < r["nrmse"] < 10 for r in rows.values())
 
 
 @pytest.mark.rtl

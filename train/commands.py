@@ -379,9 +379,6 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
             name = "outputs" if (field == "classes" and task.per_step) else field
             raise ConfigError(f"network.{name}: the model has {getattr(net, field)}, task "
                               f"{task_name} needs {want}")
-    if task.per_step and noise is not None:
-        raise ConfigError("--noise-*: noise evaluation covers classifiers today, not sequence "
-                          "models (per-step readout)")
     start = time.perf_counter()
     if noise is not None:
         import torch
@@ -390,6 +387,9 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
         torch.set_num_threads(1)
         model, variant_config, qnet = load_variant(path, "float" if engine == "float" else "qat")
         accuracy = noisy_accuracy(model, variant_config, qnet, task.x_test, task.y_test, noise)
+        if task.per_step:
+            return {"engine": engine, "task": task_name, "total": len(task.x_test),
+                    "nrmse": accuracy, "seconds": time.perf_counter() - start, "noise": noise}
         correct = round(accuracy * len(task.y_test))
         return {"engine": engine, "task": task_name, "correct": correct,
                 "total": len(task.y_test), "accuracy": accuracy,
@@ -429,7 +429,7 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
     else:
         raise ValueError(f"--engine: must be float, golden or rtl, not {engine!r}")
     if task.per_step:
-        from .loop import nrmse
+        from .tasks import nrmse
         return {"engine": engine, "task": task_name, "total": len(task.x_test),
                 "nrmse": nrmse(values, task.y_test), "seconds": time.perf_counter() - start}
     pred = predict(logits)
@@ -447,7 +447,7 @@ def cmd_eval(args) -> int:
              f"{noise.state}, seed {noise.seed})")
     if "nrmse" in result:             # a sequence model: the outputs' error at every step
         print(f"{result['task']} {result['engine']}: NRMSE {result['nrmse']:.4f} "
-              f"({result['total']} sequences) in {result['seconds']:.2f} s")
+              f"({result['total']} sequences){under} in {result['seconds']:.2f} s")
     else:
         print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
               f"({result['correct']}/{result['total']}){under} in {result['seconds']:.2f} s")

@@ -15,6 +15,7 @@ from ..golden.network import predict, quantize_network_input, run_integer_networ
 from ..golden.quantize import quantize_network
 from ..spec.formats import to_float
 from .model import SSMNetwork
+from .tasks import nrmse
 
 #: Softening of the logits for distillation (Hinton et al. use 2..20; 2 suits 10 classes).
 DISTILL_TEMPERATURE = 2.0
@@ -27,13 +28,6 @@ def is_regression(y) -> bool:
     """Targets of a sequence-to-sequence task (float, (n, T, outputs)) rather than class labels
     (integers, (n,))."""
     return np.asarray(y).ndim == 3
-
-
-def nrmse(outputs, y) -> float:
-    """Root mean squared error over every output, divided by the targets' standard deviation
-    (0: perfect; 1: no better than predicting their mean)."""
-    outputs, y = np.asarray(outputs, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    return float(np.sqrt(np.mean((outputs - y) ** 2)) / max(float(np.std(y)), 1e-300))
 
 
 def score(outputs, y) -> float:

@@ -145,13 +145,14 @@ def load_variant(model_dir, variant: str):
 
 @torch.no_grad()
 def noisy_accuracy(model, config, qnet, x, y, noise: Noise, *, batch_size: int = 512) -> float:
-    """Test accuracy of one device (one weight draw) under ``noise``; at zero noise the
-    quantized models' logits are the golden integer network's."""
-    from ..golden.network import predict
+    """Test accuracy (a sequence model: NRMSE, ``train.loop.score``) of one device (one weight
+    draw) under ``noise``; at zero noise the quantized models' outputs are the golden integer
+    network's."""
+    from .loop import score
 
     model.eval()
     injector = None if noise.zero else NoiseInjector(noise, state_ranges(qnet))
     xt = torch.as_tensor(x, dtype=torch.float64)
     logits = torch.cat([model(xt[i:i + batch_size], config, injector)
                         for i in range(0, len(xt), batch_size)]).numpy()
-    return float(np.mean(predict(logits) == np.asarray(y)))
+    return score(logits, y)

@@ -21,7 +21,7 @@
   every one of T = 64 steps. Each sequence is a window of its own trajectory from a seeded random
   start after 10 time units of burn-in (on the attractor); both standardised by the training
   split's mean and std of x. 2000 train / 500 test; the model must infer the unseen y and z from
-  x's history. Scored by the NRMSE (``train.loop.nrmse``).
+  x's history. Scored by the NRMSE (:func:`nrmse`).
 
 Every split is deterministic: ``load_task(name)`` returns the same arrays on every call.
 """
@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Task", "load_task", "TASKS"]
+__all__ = ["Task", "load_task", "TASKS", "nrmse"]
 
 TASKS = ("sdigits", "sfreq", "mnist1d", "lorenz")
 
@@ -76,6 +76,13 @@ class Task:
         """The first ``train`` / ``test`` samples (the splits are already shuffled)."""
         return Task(self.name, self.x_train[:train], self.y_train[:train],
                     self.x_test[:test], self.y_test[:test], self.classes, self.augment)
+
+
+def nrmse(outputs, y) -> float:
+    """A sequence-to-sequence task's score: root mean squared error over every output, divided
+    by the targets' standard deviation (0: perfect; 1: no better than predicting their mean)."""
+    outputs, y = np.asarray(outputs, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.sqrt(np.mean((outputs - y) ** 2)) / max(float(np.std(y)), 1e-300))
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int):

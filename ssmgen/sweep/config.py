@@ -32,8 +32,9 @@ Reference (every key; ``examples/sweep_small.toml`` is a complete file)::
                                       # file cannot change size (random weights can)
 
     [objectives]                      # what the Pareto front trades off
-    names = ["quality", "luts", "dsps"]   # quality (maximized: accuracy, or SNR in dB for a
-                                      # layer), luts, ffs, dsps, brams, cycles_per_timestep,
+    names = ["quality", "luts", "dsps"]   # quality (maximized: accuracy, 1 - NRMSE for a
+                                      # sequence model, or SNR in dB for a layer), luts, ffs,
+                                      # dsps, brams, cycles_per_timestep,
                                       # latency_cycles (minimized), timesteps_per_s (maximized)
 
     [constraints]

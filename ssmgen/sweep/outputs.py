@@ -21,7 +21,7 @@ __all__ = ["write_outputs", "export_design", "CSV_COLUMNS", "PLOTS"]
 
 #: Scalar columns of results.csv after the axis columns.
 CSV_COLUMNS = ("status", "feasible", "feasible_from", "pareto", "fit", "quality",
-               "quality_metric", "max_abs_error", "luts", "ffs", "dsps", "brams", "figures_from",
+               "quality_metric", "max_abs_error", "nrmse", "luts", "ffs", "dsps", "brams", "figures_from",
                "fmax_mhz", "timesteps_per_s", "cycles_per_timestep", "latency_cycles",
                "latency_us", "model_hash", "float_accuracy", "model_dir", "reason")
 #: Plot file -> (x figure, x label): quality against each.

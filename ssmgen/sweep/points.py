@@ -186,11 +186,6 @@ class ModelBase:
                                   f"(write MODEL_DIR with `ssmgen train`)")
         self.config = parse_config(tomllib.loads((self.path / "config.toml").read_text()),
                                    base_dir=self.path)
-        if self.config.network is not None and self.config.network.per_step:
-            raise ConfigError(f"base.model: {self.path} is a sequence model (network.readout = "
-                              f"\"per_step\"); sweeps take classifiers and single layers today "
-                              f"(a sequence model's quality would be its NRMSE, and its "
-                              f"hardware does not exist yet)")
         self.name = self.config.name
         self.weights_path = self.path / ("weights.npz" if weights == "final" else "ptq_weights.npz")
         if not self.weights_path.is_file():

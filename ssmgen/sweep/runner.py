@@ -577,6 +577,7 @@ def _results(sweep: SweepConfig, base, points: list[Point], synthesize: str,
                      "figures_from": figures.get("source"),
                      "quality_metric": (point.quality or {}).get("quality_metric"),
                      "max_abs_error": (point.quality or {}).get("max_abs_error"),
+                     "nrmse": (point.quality or {}).get("nrmse"),          # a sequence model
                      "float_accuracy": (point.train or {}).get("float_acc"),
                      "model_dir": (str(Path("models") / point.train["model_dir"])
                                    if point.train and "model_dir" in point.train else None),

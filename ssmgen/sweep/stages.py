@@ -76,6 +76,13 @@ def _quality(job) -> dict:
         logits = []
         for i in range(0, len(task.x_test), 256):
             logits.append(design.reference(design.quantize_input(task.x_test[i:i + 256])))
+        if task.per_step:
+            # a sequence model: its NRMSE, as a quality that is higher when better (1: perfect
+            # prediction, 0: no better than the targets' mean), so that it ranks as accuracy does
+            from ..train.tasks import nrmse
+            error = nrmse(design.dequantize_output(np.concatenate(logits)), task.y_test)
+            return {"quality": 1.0 - error, "quality_metric": "1-nrmse", "nrmse": error,
+                    "samples": len(task.y_test)}
         predictions = np.argmax(np.concatenate(logits), axis=-1)
         correct = int(np.sum(predictions == task.y_test))
         return {"quality": correct / len(task.y_test), "quality_metric": "accuracy",
@@ -135,8 +142,15 @@ def _float_train(job) -> dict:
         lr=job["lr"], batch_size=job["batch_size"], seed=job["seed"], widths=job["widths"],
         dropout=job["dropout"], progress=False, name=job["name"], augment=job["augment"],
         calib=job["calib"]))
-    return {"model_dir": Path(job["work"]).name, "float_acc": metrics["float_acc"],
+    return {"model_dir": Path(job["work"]).name, **_scores(metrics, ("float",)),
             "train_seconds": metrics["total_seconds"]}
+
+
+def _scores(metrics: dict, phases) -> dict:
+    """A trained model's scores from its metrics.json: ``<phase>_acc`` of a classifier,
+    ``<phase>_nrmse`` of a sequence model."""
+    key = metrics.get("metric", "acc")
+    return {f"{phase}_{key}": metrics[f"{phase}_{key}"] for phase in phases}
 
 
 def _train(job) -> dict:
@@ -155,7 +169,7 @@ def _train(job) -> dict:
     metrics = _train_atomically(job, run)
     shutil.rmtree(Path(job["work"]) / "checkpoints", ignore_errors=True)   # weights: the npz
     return {"model_dir": Path(job["work"]).name,
-            **{k: metrics[k] for k in ("float_acc", "ptq_acc", "qat_acc")},
+            **_scores(metrics, ("float", "ptq", "qat")),
             "train_seconds": metrics["total_seconds"]}
 
 
