@@ -286,6 +286,12 @@ PER_STEP_CASES = [
          logits={"format": "fixed<9,3>", "rounding": "half_even", "overflow": "saturate"}),
     dict(kind="s4d", H=2, modes=8, layers=2, inputs=1, classes=1, steps=3, lanes=1,
          per_step=True, hardware={"dsp_products": 3, "storage": "memory"}),
+    # folded layers: the last layer's result words gathered into one vector per timestep
+    dict(kind="s4d", H=3, modes=8, layers=2, inputs=1, classes=2, steps=3, lanes=1,
+         per_step=True, hardware={"fold_layers": True, "storage": "memory", "dsp_products": 3}),
+    dict(kind="s4d", H=2, modes=16, layers=2, inputs=2, classes=1, steps=2, lanes=2,
+         per_step=True, activation="identity",
+         hardware={"fold_layers": True, "storage": "memory"}),
 ]
 
 
@@ -314,13 +320,8 @@ def test_per_step_networks_match_golden_with_stalls(case_index):
     assert (np.asarray(out_cycles) - np.asarray(in_cycles)).tolist() == [dut.latency] * len(in_cycles)
 
 
-def test_per_step_readout_refuses_folding_and_the_board():
+def test_per_step_readout_refuses_the_board():
     from ssmgen.hw.link.board_top import BoardCore
-    data = network_dict(random.Random(3), kind="s4d", H=2, modes=8, layers=2, inputs=1,
-                        classes=1, steps=3, per_step=True)
-    data["hardware"] = {"fold_layers": True, "storage": "memory", "lanes": 1}
-    with pytest.raises(ConfigError, match="hardware.fold_layers: folds a classifier"):
-        parse_config(data)
     qnet = build_network(PER_STEP_CASES[0], SEED)
     with pytest.raises(ConfigError, match="no board protocol yet"):
         BoardCore(qnet, divisor=4)
@@ -336,14 +337,19 @@ RTL_MEMORY_CASE = dict(RTL_CASE, hardware={"storage": "memory", "dsp_products": 
 #: A per-step readout: one output beat per timestep (sequence to sequence).
 RTL_PER_STEP_CASE = dict(kind="s4d", H=2, modes=2, layers=2, inputs=1, classes=2, steps=3,
                          lanes=2, activation="relu", per_step=True)
+#: The same on folded layers (the last layer's result words gathered per timestep).
+RTL_PER_STEP_FOLD_CASE = dict(RTL_PER_STEP_CASE, modes=8, lanes=1,
+                              hardware={"storage": "memory", "dsp_products": 2,
+                                        "fold_layers": True})
 #: Folded layers (G = 8 x 2 / 1 = 16 cycles a layer beat), per-mode state formats.
 RTL_FOLD_CASE = dict(RTL_CASE, modes=8, lanes=1,
                      hardware={"storage": "memory", "dsp_products": 2, "fold_layers": True})
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE, RTL_FOLD_CASE, RTL_PER_STEP_CASE],
-                         ids=["registers", "memory", "folded", "per_step"])
+@pytest.mark.parametrize("case", [RTL_CASE, RTL_MEMORY_CASE, RTL_FOLD_CASE, RTL_PER_STEP_CASE,
+                                  RTL_PER_STEP_FOLD_CASE],
+                         ids=["registers", "memory", "folded", "per_step", "per_step_folded"])
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_generated_network_matches_golden_under_cocotb(simulator, case, tmp_path, rtl_simulator):
     """Generated Verilog == golden logits and predictions (a per-step model: every timestep's

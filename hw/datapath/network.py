@@ -352,7 +352,8 @@ class NetworkAccelerator(wiring.Component):
         layers = encoder + fold + sum(layer.latency + mix.hold + mix.latency + 1
                                       for layer, mix in zip(self.layers, self.mixers))
         if self.per_step:     # a timestep's output: the decoder's, straight to the output
-            return layers + self.decoder.hold + self.decoder.latency
+            # (folded: its words gathered into a vector register first)
+            return layers + int(self.fold_layers) + self.decoder.hold + self.decoder.latency
         return (layers
                 + 3 - int(self._serial_argmax) - int(self._decoder_is_output)
                 + (self.channels if self.serial_pool else 0)
@@ -511,7 +512,10 @@ class NetworkAccelerator(wiring.Component):
                 m, stream_data, src_valid, src_start, src_last, src_ready)
         if self.per_step:
             # Sequence to sequence: every timestep's vector through the decoder, whose output
-            # register is the network's (no pooling, no arg-max).
+            # register is the network's (no pooling, no arg-max); folded layers' result words
+            # are gathered into one vector first.
+            if words is not None:
+                stream_data, src_valid, src_ready = self._gather_words(m, words)
             dec = m.submodules.decoder = self.decoder
             m.d.comb += [dec.i.valid.eq(src_valid), src_ready.eq(dec.i.ready),
                          *(dec.i.payload.x[h].eq(stream_data[h]) for h in range(H)),
@@ -850,6 +854,24 @@ class NetworkAccelerator(wiring.Component):
                 if H > 1:
                     with m.Else():
                         m.d.sync += channel.eq(channel + 1)
+
+    def _gather_words(self, m, words):
+        """Folded layers' result words of a timestep into one vector register (a per-step
+        readout's decoder input): returns (samples, valid, ready), the ready driven by the
+        consumer. Words wait while a gathered vector is not yet taken."""
+        H, width = self.channels, len(words["y"])
+        vector = [Signal(signed(width), name=f"step_word{h}") for h in range(H)]
+        full, ready = Signal(name="step_full"), Signal(name="step_ready")
+        m.d.comb += words["ready"].eq(~full)
+        with m.If(words["valid"] & ~full):
+            for h in range(H):
+                with m.If(words["index"] == h):
+                    m.d.sync += vector[h].eq(words["y"])
+            with m.If(words["final"]):
+                m.d.sync += full.eq(1)
+        with m.If(full & ready):
+            m.d.sync += full.eq(0)
+        return vector, full, ready
 
     def _pool_words(self, m, words, pooled, pooled_valid, pooled_take, mean_of):
         """The mean pooling of folded layers, one result word (channel) at a time: the exact

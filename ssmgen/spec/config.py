@@ -380,9 +380,6 @@ def _check_fold_layers(model: ModelShape, hardware: HardwareConfig, network, lay
     if network.layers != 2:
         raise ConfigError(f"{where}: folds exactly 2 layers today, not network.layers = "
                           f"{network.layers}")
-    if network.per_step:
-        raise ConfigError(f"{where}: folds a classifier's layers (network.readout = \"mean\"); "
-                          f"a per-step readout runs its layers pipelined (fold_layers = false)")
     # a layer-0 beat's result must be back, through the layer (G + L + 7 cycles) and the serial
     # mixing unit (fold + 2 to its last word: H outputs of ceil(H / K) chunks,
     # hw/datapath/serial_linear.py) and counted complete (1), by its layer-1 turn 3 G after it
