@@ -431,7 +431,9 @@ def evaluate_model_dir(path, task_name: str, engine: str, *, test_subset=None,
     if task.per_step:
         from .tasks import nrmse
         return {"engine": engine, "task": task_name, "total": len(task.x_test),
-                "nrmse": nrmse(values, task.y_test), "seconds": time.perf_counter() - start}
+                "nrmse": nrmse(values, task.y_test),
+                "mse": float(np.mean((np.asarray(values) - task.y_test) ** 2)),
+                "seconds": time.perf_counter() - start}
     pred = predict(logits)
     correct = int(np.sum(pred == task.y_test))
     return {"engine": engine, "task": task_name, "correct": correct, "total": len(task.y_test),
@@ -446,7 +448,8 @@ def cmd_eval(args) -> int:
     under = ("" if noise is None else f" under noise (weight {noise.weight}, state "
              f"{noise.state}, seed {noise.seed})")
     if "nrmse" in result:             # a sequence model: the outputs' error at every step
-        print(f"{result['task']} {result['engine']}: NRMSE {result['nrmse']:.4f} "
+        mse = f", MSE {result['mse']:.4g}" if "mse" in result else ""
+        print(f"{result['task']} {result['engine']}: NRMSE {result['nrmse']:.4f}{mse} "
               f"({result['total']} sequences){under} in {result['seconds']:.2f} s")
     else:
         print(f"{result['task']} {result['engine']}: accuracy {result['accuracy']:.4f} "
