@@ -284,15 +284,14 @@ class _Layer:
         if key not in self._loops:
             a_same, a_swap = self._loop(shape)[:2]              # Abar, shift folded in
             self._loops[key] = (a_same.astype(np.float64), a_swap.astype(np.float64),
-                                FloatRequantizer(self.state_source_frac, self.model.config.quant.state,
-                                                 shape))
+                                FloatRequantizer(self.state_source_frac, self.state_q, shape))
         return self._loops[key]
 
-    def recur(self, states, x, scratch=None) -> np.ndarray:
+    def recur(self, states, x, scratch: _Scratch) -> np.ndarray:
         """The state trajectory from the initial state x (b, 2, P), in place: ``states``
         (T, b, 2, P) holds the entered Bbar u sums on entry and the states on return."""
         if self.float_loop:
-            return self._recur_float(states, x, scratch or _Scratch())
+            return self._recur_float(states, x, scratch)
         a_same, a_swap, enter_a, sum_state, into_state = self._loop(x.shape)
         acc, spare = np.empty(x.shape, dtype=np.int64), np.empty(x.shape, dtype=np.int64)
         for k in range(states.shape[0]):

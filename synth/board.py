@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hw.datapath.network import logits_width
 from ..hw.link.board_top import DEFAULT_BAUD, BoardTop, uart_divisor
 from ..hw.link.pll import pll_settings
 from ..spec.protocol import classify_wire_bytes
@@ -104,7 +103,7 @@ def sequence_rates(net, accelerator, *, clock_hz: float, baud: int, max_batch: i
     cfg = net.network
     request, response = classify_wire_bytes(
         steps=cfg.steps, max_batch=max_batch, inputs=cfg.inputs,
-        input_width=cfg.input.format.width, classes=cfg.classes, logits_width=logits_width(net))
+        input_width=cfg.input.format.width, classes=cfg.classes, logits_width=net.logits_width)
     sequences = max_batch / cfg.steps            # per frame
     compute = ((max_batch - 1) * accelerator.cycles_per_timestep + accelerator.latency) / clock_hz
     return {

@@ -224,13 +224,8 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
     report["estimate"] = estimate(design, target_name)   # analytic model beside Yosys's counts
     report["multipliers_by_operator"] = multiplier_totals(report["estimate"]["multipliers"])
     overflow = overflow_lines(accel, target)
-    report["fits"] = not overflow
-    report["overflow"] = overflow
-    if overflow or not place:
-        report.update({"placed": None, "fmax_mhz": None, "fmax_valid": False,
-                       "fmax_note": "not placed: " + ("design does not fit" if overflow
-                                                      else "place and route skipped")})
-    else:
+    placed = None
+    if place and not overflow:
         pnr_report = work / "nextpnr_report.json"
         try:
             _run([tool(target.nextpnr), *target.nextpnr_args, "--json", "harness.json",
@@ -243,13 +238,15 @@ def synthesize(design, target_name: str, out_dir, *, place: bool = True, progres
             if cells is None:
                 raise
             overflow.append(cells)
-            report.update({"fits": False, "overflow": overflow, "placed": None,
-                           "fmax_mhz": None, "fmax_valid": False,
-                           "fmax_note": "not placed: design does not fit (" + cells + ")"})
-            report["seconds"] = round(time.perf_counter() - started, 1)
-            write_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-            return report
-        placed = parse_nextpnr(json.loads(pnr_report.read_text()))
+        else:
+            placed = parse_nextpnr(json.loads(pnr_report.read_text()))
+    report["fits"] = not overflow
+    report["overflow"] = overflow
+    if placed is None:
+        report.update({"placed": None, "fmax_mhz": None, "fmax_valid": False,
+                       "fmax_note": "not placed: " + ("design does not fit" if overflow
+                                                      else "place and route skipped")})
+    else:
         report.update({"placed": placed["utilization"], "fmax_mhz": placed["fmax_mhz"],
                        "fmax_valid": placed["fmax_valid"], "fmax_note": placed["fmax_note"]})
         if placed["fmax_mhz"]:

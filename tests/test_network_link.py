@@ -34,7 +34,6 @@ from ssmgen.design import Design
 from ssmgen.golden.discretize import random_network_weights
 from ssmgen.golden.network import predict, run_integer_network
 from ssmgen.golden.quantize import load_model, quantize_network
-from ssmgen.hw.datapath.network import logits_width
 from ssmgen.hw.link.board_top import BoardCore
 from ssmgen.hw.link.network_controller import NetworkLinkController
 from ssmgen.sim.board.transport import BoardSimTransport
@@ -495,7 +494,7 @@ def check_sequence_rates(report, design):
     request = P.encode_frame(Cmd.CLASSIFY, 1, P.pack_classify(0, u, cfg.input.format.width))
     results = max(1, batch // steps)
     response = P.encode_frame(Cmd.CLASSIFY_RESP, 1, P.pack_classify_response(
-        0, [1] * results, np.full((results, cfg.classes), -1), logits_width(design.quantized)))
+        0, [1] * results, np.full((results, cfg.classes), -1), design.quantized.logits_width))
     seconds = 10 * (len(request) + len(response)) / report["baud"]
     assert rates["link"] == pytest.approx(batch / steps / seconds, rel=0.02)
     assert rates["link"] <= batch / steps / seconds + 0.05

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..golden.network import pool_constants
+from ..spec.network_config import READOUTS
 from ..spec.weights import NetworkWeights, SSMWeights
 from .fakequant import fake_quant, fake_quant_layer, fake_quant_weight
 
@@ -207,8 +208,8 @@ class SSMNetwork(nn.Module):
                  dropout: float = 0.1, seed: int = 0, dt_min: float = 0.001, dt_max: float = 0.1,
                  readout: str = "mean"):
         super().__init__()
-        if readout not in ("mean", "per_step"):
-            raise ValueError(f"readout must be 'mean' or 'per_step', not {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, not {readout!r}")
         self.meta = dict(kind=kind, inputs=inputs, channels=channels, modes=modes, layers=layers,
                          classes=classes, activation=activation, dropout=dropout, seed=seed,
                          dt_min=dt_min, dt_max=dt_max)

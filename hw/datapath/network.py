@@ -109,14 +109,8 @@ ARGMAX_LEVELS_PER_SLICE = 2
 #: 3 G for layer 1's, one arriving every 2 G)
 FOLD_SLOTS = 4
 
-__all__ = ["NetworkAccelerator", "input_layout", "output_layout", "logits_width",
-           "prediction_width", "pool_sum_width"]
-
-
-def logits_width(net: QuantizedNetwork) -> int:
-    """Bits of one logit: the exact decoder sum's derived width, or ``network.quant.logits``'s."""
-    q = net.network.logits
-    return net.decoder_acc.sum_bits if q is None else q.format.width
+__all__ = ["NetworkAccelerator", "input_layout", "output_layout", "prediction_width",
+           "pool_sum_width"]
 
 
 def prediction_width(net: QuantizedNetwork) -> int:
@@ -143,9 +137,9 @@ def output_layout(net: QuantizedNetwork) -> data.StructLayout:
     decoder's outputs (``data``, same format)."""
     if net.network.per_step:
         return data.StructLayout({
-            "data": data.ArrayLayout(signed(logits_width(net)), net.network.classes)})
+            "data": data.ArrayLayout(signed(net.logits_width), net.network.classes)})
     return data.StructLayout({
-        "logits": data.ArrayLayout(signed(logits_width(net)), net.network.classes),
+        "logits": data.ArrayLayout(signed(net.logits_width), net.network.classes),
         "prediction": unsigned(prediction_width(net))})
 
 
@@ -159,7 +153,7 @@ class NetworkAccelerator(wiring.Component):
         ``u.payload.start``: 1 bit, first beat of a sequence;
         ``u.payload.last``: 1 bit, final beat of a sequence.
     y : Out(stream.Signature(output_layout(net)))
-        ``y.payload.logits[c]``: signed(logits_width(net)), c < classes, with
+        ``y.payload.logits[c]``: signed(net.logits_width), c < classes, with
         ``net.logits_frac`` fraction bits (the decoder's exact sum: its derived width; or
         ``network.quant.logits``'s width);
         ``y.payload.prediction``: unsigned(max(1, ceil(log2 classes))), the arg-max (ties ->
@@ -556,7 +550,7 @@ class NetworkAccelerator(wiring.Component):
         # The folded decoder (it latches the pooled features), then a register slice before
         # the arg-max.
         dec = m.submodules.decoder = self.decoder
-        wz = logits_width(net)
+        wz = net.logits_width
         m.d.comb += [dec.i.valid.eq(pooled_valid), pooled_take.eq(pooled_valid & dec.i.ready)]
         m.d.comb += [dec.i.payload.x[h].eq(pooled[h]) for h in range(H)]
         wp = prediction_width(net)

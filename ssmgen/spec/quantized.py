@@ -193,6 +193,14 @@ class QuantizedSSM:
         (``hashing.model_hash``): shape, hardware options, formats."""
         return {**_hardware_identity(self.config), "formats": self.describe_formats()}
 
+    def _network_summary(self) -> dict:
+        """The network's shape, as the hash identity and the manifest give it."""
+        net = self.network
+        return {"inputs": net.inputs, "layers": net.layers, "steps": net.steps,
+                "classes": net.classes, "activation": net.activation,
+                # only when not the default: a classifier's hash is unchanged
+                **({"readout": net.readout} if net.per_step else {})}
+
     def manifest_sections(self) -> dict:
         """The manifest's description of the model (the hardware adds ports and timing)."""
         q = self.config.quant
@@ -333,23 +341,25 @@ class QuantizedNetwork:
         return {**out, **fracs}
 
     def identity(self) -> dict:
-        net = self.network
         return {**_hardware_identity(self.config),
-                "network": {"inputs": net.inputs, "layers": net.layers, "steps": net.steps,
-                            "classes": net.classes, "activation": net.activation,
-                            # only when not the default: a classifier's hash is unchanged
-                            **({"readout": net.readout} if net.per_step else {})},
+                "network": self._network_summary(),
                 "formats": self.describe_formats(),
                 "layer_formats": [layer.describe_formats() for layer in self.layers]}
+
+    def _network_summary(self) -> dict:
+        """The network's shape, as the hash identity and the manifest give it."""
+        net = self.network
+        return {"inputs": net.inputs, "layers": net.layers, "steps": net.steps,
+                "classes": net.classes, "activation": net.activation,
+                # only when not the default: a classifier's hash is unchanged
+                **({"readout": net.readout} if net.per_step else {})}
 
     def manifest_sections(self) -> dict:
         cfg, model = self.network, self.config.model
         return {
             "model": {"kind": model.kind, "channels": model.channels, "states": model.states,
                       "modes_per_channel": model.modes_per_channel},
-            "network": {"inputs": cfg.inputs, "layers": cfg.layers, "steps": cfg.steps,
-                        "classes": cfg.classes, "activation": cfg.activation,
-                        **({"readout": cfg.readout} if cfg.per_step else {})},
+            "network": self._network_summary(),
             "formats": self.describe_formats(),
             "layer_formats": [layer.describe_formats() for layer in self.layers],
             "fractions": {"input": cfg.input.format.frac, "logits": self.logits_frac},
